@@ -1,0 +1,45 @@
+"""Access to the official SEEM reference fixtures in ``../shared/reference/seem``.
+
+The fixtures live beside the repository (never copied into it). Tests that need them
+skip with a clear reason when the folder is absent, unless ``NAPARI_SEEM_REQUIRE_REFERENCE=1``
+(set by ``.ci/run``), in which case a missing folder is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+_DEFAULT = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "seem"
+
+
+def reference_dir() -> Path:
+    """Folder holding ``focalt_v1_tiny/``, ``samvitb_v1_tiny/`` and ``keys/``."""
+    root = Path(os.environ.get("NAPARI_SEEM_REFERENCE", _DEFAULT))
+    if not root.is_dir():
+        msg = f"SEEM reference fixtures not found at {root} (set NAPARI_SEEM_REFERENCE)"
+        if os.environ.get("NAPARI_SEEM_REQUIRE_REFERENCE") == "1":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return root
+
+
+def load_npz(fixture: str, name: str) -> dict[str, np.ndarray]:
+    """Load ``<fixture>/<name>.npz`` (e.g. ``("focalt_v1_tiny", "panoptic")``) into a dict."""
+    with np.load(reference_dir() / fixture / f"{name}.npz") as data:
+        return {k: data[k] for k in data.files}
+
+
+def load_weights(fixture: str) -> dict[str, "object"]:
+    """The fixture's state dict (official key names) as ``{name: torch.Tensor}``."""
+    from safetensors.torch import load_file
+
+    return load_file(str(reference_dir() / fixture / "weights.safetensors"))
+
+
+def sub_state_dict(state: dict, prefix: str) -> dict:
+    """Entries of ``state`` under ``prefix`` (e.g. ``"backbone."``) with the prefix removed."""
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
