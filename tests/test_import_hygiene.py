@@ -1,0 +1,28 @@
+"""`import napari_seem` must stay light: no torch, no Qt, no napari."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+HEAVY = ("torch", "PyQt5", "PyQt6", "PySide2", "PySide6", "qtpy", "napari", "transformers")
+
+
+def _modules_after(statement: str) -> set[str]:
+    code = f"{statement}\nimport sys\nprint('\\n'.join(sorted(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
+    return {line.split(".")[0] for line in out.splitlines()}
+
+
+def test_import_napari_seem_is_light() -> None:
+    loaded = _modules_after("import napari_seem")
+    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_contract_modules_are_light() -> None:
+    loaded = _modules_after(
+        "import napari_seem.prompts, napari_seem.results, napari_seem.rasterize, napari_seem.cli"
+    )
+    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
