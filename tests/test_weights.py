@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -17,7 +18,7 @@ PAYLOAD = b"not really a checkpoint, but bytes with a checksum" * 1000
 
 class _Hub(BaseHTTPRequestHandler):
     published = hashlib.sha256(PAYLOAD).hexdigest()
-    requests: list[str] = []
+    requests: ClassVar[list[str]] = []
 
     def do_GET(self) -> None:
         type(self).requests.append(self.path)

@@ -33,7 +33,7 @@ def load_npz(fixture: str, name: str) -> dict[str, np.ndarray]:
         return {k: data[k] for k in data.files}
 
 
-def load_weights(fixture: str) -> dict[str, "object"]:
+def load_weights(fixture: str) -> dict[str, object]:
     """The fixture's state dict (official key names) as ``{name: torch.Tensor}``."""
     from safetensors.torch import load_file
 
