@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 _DEFAULT = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "seem"
 
@@ -33,7 +34,7 @@ def load_npz(fixture: str, name: str) -> dict[str, np.ndarray]:
         return {k: data[k] for k in data.files}
 
 
-def load_weights(fixture: str) -> dict[str, object]:
+def load_weights(fixture: str) -> dict[str, torch.Tensor]:
     """The fixture's state dict (official key names) as ``{name: torch.Tensor}``."""
     from safetensors.torch import load_file
 
