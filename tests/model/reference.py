@@ -44,3 +44,16 @@ def load_weights(fixture: str) -> dict[str, torch.Tensor]:
 def sub_state_dict(state: dict, prefix: str) -> dict:
     """Entries of ``state`` under ``prefix`` (e.g. ``"backbone."``) with the prefix removed."""
     return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def official_keys(key_file: str, prefix: str = "") -> list[tuple[str, list[int]]]:
+    """``(name without prefix, shape)`` of an official full-size state dict, in its order.
+
+    ``key_file`` names a file of ``keys/`` (``"seem_focalt_v1"``); ``prefix`` selects a part
+    (``"backbone."``). Training-only ``criterion.*`` entries are included; filter them yourself.
+    """
+    import json
+
+    with open(reference_dir() / "keys" / f"{key_file}.json") as fh:
+        keys = json.load(fh)["keys"]
+    return [(k[len(prefix) :], shape) for k, shape, _ in keys if k.startswith(prefix)]

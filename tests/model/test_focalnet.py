@@ -11,7 +11,13 @@ import torch
 import torch.nn.functional as F
 
 from napari_seem.model.focalnet import FOCAL_L, FOCAL_T, FocalNet, FocalNetConfig
-from tests.model.reference import load_npz, load_weights, reference_dir, sub_state_dict
+from tests.model.reference import (
+    load_npz,
+    load_weights,
+    official_keys,
+    reference_dir,
+    sub_state_dict,
+)
 
 FIXTURE = "focalt_v1_tiny"
 LEVELS = ("res2", "res3", "res4", "res5")
@@ -52,13 +58,6 @@ def normalise_and_pad(image: np.ndarray, mean: np.ndarray, std: np.ndarray) -> t
     x = (x - torch.from_numpy(mean)[:, None, None]) / torch.from_numpy(std)[:, None, None]
     h, w = x.shape[-2:]
     return F.pad(x, (0, -w % 32, 0, -h % 32))[None]
-
-
-def official_keys(key_file: str, prefix: str) -> list[tuple[str, list[int]]]:
-    """``(name without prefix, shape)`` of the official full-size state dict, in order."""
-    with open(reference_dir() / "keys" / f"{key_file}.json") as f:
-        keys = json.load(f)["keys"]
-    return [(k[len(prefix) :], shape) for k, shape, _ in keys if k.startswith(prefix)]
 
 
 def assert_close(actual: torch.Tensor, expected: np.ndarray, name: str) -> None:

@@ -13,8 +13,8 @@ from napari_seem.model.pixel_decoder_deform import (
     deformable_sample,
 )
 from napari_seem.model.sam_vit import SAM_VIT_B, SAM_VIT_L, SamViTBackbone, SamViTConfig
-from tests.model.reference import load_npz, load_weights, sub_state_dict
-from tests.model.test_sam_vit import TINY, official_keys
+from tests.model.reference import load_npz, load_weights, official_keys, sub_state_dict
+from tests.model.test_sam_vit import TINY
 
 FIXTURE = "samvitb_v1_tiny"
 LEVELS = ("res2", "res3", "res4", "res5")

@@ -17,13 +17,18 @@ from napari_seem.model.pixel_decoder_fpn import (
     FPNPixelDecoderConfig,
     PixelDecoderOutput,
 )
-from tests.model.reference import load_npz, load_weights, reference_dir, sub_state_dict
+from tests.model.reference import (
+    load_npz,
+    load_weights,
+    official_keys,
+    reference_dir,
+    sub_state_dict,
+)
 from tests.model.test_focalnet import (
     FIXTURE,
     LEVELS,
     assert_close,
     fixture_input,
-    official_keys,
     tiny_focal_config,
 )
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
 
 from napari_seem.model.sam_vit import SAM_VIT_B, SAM_VIT_L, SamViTBackbone, SamViTConfig
-from tests.model.reference import load_npz, load_weights, reference_dir, sub_state_dict
+from tests.model.reference import (
+    load_npz,
+    load_weights,
+    official_keys,
+    sub_state_dict,
+)
 
 FIXTURE = "samvitb_v1_tiny"
 LEVELS = ("res2", "res3", "res4", "res5")
@@ -84,12 +87,6 @@ def test_rejects_other_input_sizes() -> None:
     model = SamViTBackbone(TINY)
     with pytest.raises(ValueError, match="128"):
         model(torch.zeros(1, 3, 96, 128))
-
-
-def official_keys(name: str, prefix: str) -> list[tuple[str, list[int]]]:
-    with open(reference_dir() / "keys" / f"{name}.json") as f:
-        keys = json.load(f)["keys"]
-    return [(k[len(prefix) :], shape) for k, shape, _ in keys if k.startswith(prefix)]
 
 
 @pytest.mark.parametrize(
