@@ -98,13 +98,15 @@ def sine_position_encoding(
         second half the column (x); within each half, channels alternate sin, cos.
     """
     b, _, h, w = x.shape
-    ys = torch.arange(1, h + 1, dtype=x.dtype, device=x.device)
-    xs = torch.arange(1, w + 1, dtype=x.dtype, device=x.device)
+    # computed in at least float32: in bf16 the angles alone would be off by ~1e-2
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    ys = torch.arange(1, h + 1, dtype=dtype, device=x.device)
+    xs = torch.arange(1, w + 1, dtype=dtype, device=x.device)
     if normalize:
         eps = 1e-6
         ys = ys / (ys[-1:] + eps) * scale
         xs = xs / (xs[-1:] + eps) * scale
-    k = torch.arange(num_pos_feats, dtype=x.dtype, device=x.device)
+    k = torch.arange(num_pos_feats, dtype=dtype, device=x.device)
     freq = temperature ** (2 * torch.div(k, 2, rounding_mode="floor") / num_pos_feats)
 
     def encode(pos: torch.Tensor) -> torch.Tensor:  # (n,) -> (n, num_pos_feats)
@@ -115,4 +117,4 @@ def sine_position_encoding(
     pos_y = encode(ys)[:, None, :].expand(h, w, num_pos_feats)
     pos_x = encode(xs)[None, :, :].expand(h, w, num_pos_feats)
     pos = torch.cat((pos_y, pos_x), dim=2).permute(2, 0, 1)  # (2F, H, W)
-    return pos.unsqueeze(0).expand(b, -1, -1, -1)
+    return pos.to(x.dtype).unsqueeze(0).expand(b, -1, -1, -1)
