@@ -1,0 +1,735 @@
+"""``SeemPredictor``: a scripting API over one SEEM model and one current image.
+
+The model is stateless; the predictor owns what is worth keeping between calls:
+
+- the current image's :class:`~napari_seem.model.transforms.ModelFrame`, its encoded
+  :class:`~napari_seem.model.seem.ImageFeatures` and the decoder's per-image key/value cache
+  (so a click costs only the decoder's query side);
+- text embeddings of vocabularies and phrases (keyed by the strings);
+- the mask logits of the masks it returned, so that passing a returned
+  :class:`~napari_seem.results.ObjectMask` back as ``previous`` gives the model exactly the
+  official round-2 memory input. A mask the user edited (or any other binary mask) is turned
+  into logits of ``+/-MEMORY_LOGIT``: memory tokens only look at where the resized logits are
+  >= 0, so a binary mask carries the same information up to sub-pixel boundaries.
+
+Inputs and outputs are in level-0 ``(row, col)`` pixels of the image given to
+:meth:`SeemPredictor.set_image`; all resizing, padding and coordinate flips happen through
+:mod:`napari_seem.model.transforms` (and its numpy twin :func:`napari_seem.rasterize.to_frame`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.nn.functional as F
+
+from napari_seem.model.build import build_seem, get_config
+from napari_seem.model.decoder_outputs import class_logits
+from napari_seem.model.postprocess import (
+    best_grounding_queries,
+    instance_inference,
+    l2_normalize,
+    panoptic_inference,
+    rank_grounding_queries,
+    semantic_inference,
+    vl_similarity,
+)
+from napari_seem.model.seem import ImageFeatures, SeemModel
+from napari_seem.model.tokenizer import ClipTokenizer, load_clip_tokenizer
+from napari_seem.model.transforms import (
+    ModelFrame,
+    logits_to_image,
+    make_frame,
+    masks_to_model_frame,
+    preprocess,
+)
+from napari_seem.prompts import Box, ObjectPrompt, PromptError, PromptSet, ReferringExample
+from napari_seem.rasterize import rasterize_objects, rasterize_prompts
+from napari_seem.results import ObjectMask, SegmentationResult
+
+__all__ = ["MEMORY_LOGIT", "EncodedImage", "SeemPredictor", "as_rgb_uint8"]
+
+#: Logit given to a binary mask used as round-to-round memory (sigmoid = 0.9997).
+MEMORY_LOGIT = 8.0
+_MAX_REMEMBERED = 256
+EverythingMode = Literal["panoptic", "instance", "semantic"]
+
+
+def as_rgb_uint8(image: npt.ArrayLike) -> np.ndarray:
+    """Bring an image to the ``(H, W, 3)`` uint8 RGB the model expects.
+
+    - ``(H, W)`` and ``(H, W, 1)`` grey images are repeated into three channels;
+    - ``(H, W, 4)`` drops the alpha channel;
+    - uint8 is used as is; bool becomes 0/255; any other dtype is scaled per image from its
+      0.5th..99.5th percentile to 0..255 (robust to hot pixels; NaN/inf count as the
+      minimum). Multi-band images must pick their three bands first (``napari_seem.io``).
+
+    Raises:
+        ValueError: wrong number of dimensions or channels, or an empty image.
+    """
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=-1)
+    if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
+        raise ValueError(
+            f"expected a 2-D grey image (H, W) or a colour image (H, W, 3/4); got shape "
+            f"{arr.shape}. For stacks pass one plane; for multi-band images choose three bands."
+        )
+    arr = arr[..., :3]
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ValueError(f"the image is empty (shape {arr.shape})")
+    if arr.dtype == np.uint8:
+        return np.ascontiguousarray(arr)
+    if arr.dtype == bool:
+        return arr.astype(np.uint8) * 255
+    values = arr.astype(np.float64)
+    finite = np.isfinite(values)
+    if not finite.any():
+        return np.zeros(arr.shape, np.uint8)
+    lo, hi = np.percentile(values[finite], [0.5, 99.5])
+    values = np.where(finite, values, lo)
+    scaled = (values - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(values)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    """An image as the decoder sees it.
+
+    Attributes:
+        frame: how the level-0 image maps into the padded model input.
+        features: encoder output (batch of one) in the padded model frame.
+        image_memory: the decoder's per-image cross-attention keys/values (filled lazily).
+    """
+
+    frame: ModelFrame
+    features: ImageFeatures
+    image_memory: object | None = field(default=None, compare=False)
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        return self.frame.image_hw
+
+
+def _mask_key(obj: ObjectMask) -> tuple[tuple[int, int], tuple[int, ...], bytes]:
+    return (obj.offset, obj.mask.shape, np.packbits(obj.mask).tobytes())
+
+
+class SeemPredictor:
+    """Promptable segmentation of one image at a time with a SEEM model.
+
+    Args:
+        model: a built :class:`SeemModel` (see :func:`SeemPredictor.from_variant`).
+        tokenizer: a CLIP tokenizer, a path to its vocabulary, or None to find one on first
+            use (see :func:`napari_seem.model.tokenizer.load_clip_tokenizer`).
+        short_side: resize the shorter image side to this before encoding; ``"auto"`` uses
+            the variant's default (512 for Focal; SAM resizes the long side to its input
+            size), None encodes at native resolution (tiles of large images).
+        mask_resize: ``"official"`` resamples mask logits to the image with the official
+            bilinear + antialiased bicubic chain; ``"bilinear"`` uses one bilinear resample
+            (faster, differs in well under 1% of boundary pixels).
+        autocast: run encoder and decoder under autocast with this dtype (e.g.
+            ``torch.bfloat16`` on a GPU); None runs in the model's dtype.
+    """
+
+    def __init__(
+        self,
+        model: SeemModel,
+        *,
+        tokenizer: ClipTokenizer | str | None = None,
+        short_side: int | Literal["auto"] | None = "auto",
+        mask_resize: Literal["official", "bilinear"] = "official",
+        autocast: torch.dtype | None = None,
+    ) -> None:
+        self.model = model.eval()
+        self._tokenizer = tokenizer if isinstance(tokenizer, ClipTokenizer) else None
+        self._tokenizer_path = tokenizer if isinstance(tokenizer, str) else None
+        self.short_side = short_side
+        self.mask_resize: Literal["official", "bilinear"] = mask_resize
+        self.autocast = autocast
+        self._encoded: EncodedImage | None = None
+        self._vocabularies: dict[tuple[str, ...], torch.Tensor] = {}
+        self._sentences: dict[str, torch.Tensor] = {}
+        self._remembered: OrderedDict[tuple[object, ...], torch.Tensor] = OrderedDict()
+
+    @classmethod
+    def from_variant(
+        cls,
+        variant: str = "seem-focalt-v1",
+        *,
+        checkpoint: str | None = None,
+        device: str = "auto",
+        **kwargs: object,
+    ) -> SeemPredictor:
+        """Build a model (random weights without ``checkpoint``) and wrap it."""
+        return cls(build_seem(variant, checkpoint=checkpoint, device=device), **kwargs)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ helpers
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def tokenizer(self) -> ClipTokenizer:
+        if self._tokenizer is None:
+            self._tokenizer = load_clip_tokenizer(self._tokenizer_path)
+        return self._tokenizer
+
+    @contextlib.contextmanager
+    def _inference(self) -> Iterator[None]:
+        # no_grad, not inference_mode: cached features are reused in later (plain) calls
+        with torch.no_grad():
+            if self.autocast is None:
+                yield
+            else:
+                with torch.autocast(self.device.type, dtype=self.autocast):
+                    yield
+
+    def _frame_for(self, image_hw: tuple[int, int]) -> ModelFrame:
+        model = self.model
+        if model.fixed_size is not None:
+            return make_frame(image_hw, long_side=model.fixed_size, fixed_size=model.fixed_size)
+        short = self.short_side
+        if short == "auto":
+            short = get_config(model.name).short_side if _known(model.name) else None
+        return make_frame(image_hw, short_side=short, size_divisibility=model.size_divisibility)
+
+    @property
+    def encoded(self) -> EncodedImage:
+        if self._encoded is None:
+            raise RuntimeError("no image is set: call set_image(image) first")
+        return self._encoded
+
+    # ------------------------------------------------------------------ images
+
+    def encode(self, image: npt.ArrayLike) -> EncodedImage:
+        """Encode an image without making it current (e.g. a referring example)."""
+        rgb = as_rgb_uint8(image)
+        frame = self._frame_for((rgb.shape[0], rgb.shape[1]))
+        tensor = torch.from_numpy(rgb).to(self.device)
+        with self._inference():
+            batch = preprocess(
+                tensor,
+                frame,
+                self.model.pixel_mean.flatten(),
+                self.model.pixel_std.flatten(),
+                dtype=self.model.dilation_kernel.dtype,
+            )
+            features = self.model.encode_image(batch)
+        return EncodedImage(frame, features)
+
+    def set_image(self, image: npt.ArrayLike) -> EncodedImage:
+        """Encode ``image`` and make it the current image. Returns the encoding (cacheable)."""
+        self._encoded = self.encode(image)
+        self._remembered.clear()
+        return self._encoded
+
+    def set_encoded(self, encoded: EncodedImage) -> None:
+        """Make an earlier encoding current (the engine's feature cache uses this)."""
+        self._encoded = encoded
+        self._remembered.clear()
+
+    def _image_memory(self) -> object:
+        enc = self.encoded
+        if enc.image_memory is None:
+            with self._inference():
+                memory = self.model.decoder.project_image(enc.features.multi_scale_features)
+            enc = EncodedImage(enc.frame, enc.features, memory)
+            self._encoded = enc
+        return enc.image_memory
+
+    # ------------------------------------------------------------------ text
+
+    def class_embeddings(self, vocabulary: Sequence[str]) -> torch.Tensor:
+        """``(K+1, D)`` unit-norm embeddings of ``vocabulary`` + "background" (cached)."""
+        key = tuple(_clean_names(vocabulary))
+        if key not in self._vocabularies:
+            with self._inference():
+                emb = self.model.text_encoder.class_vocabulary(list(key), self.tokenizer)
+            self._vocabularies[key] = emb.float()
+        return self._vocabularies[key]
+
+    def _sentence(self, text: str) -> torch.Tensor:
+        if text not in self._sentences:
+            with self._inference():
+                emb = self.model.text_encoder.sentence_embeddings([text], self.tokenizer)[0]
+            self._sentences[text] = emb.float()
+        return self._sentences[text]
+
+    # ------------------------------------------------------------------ masks
+
+    def _to_image(self, logits: torch.Tensor) -> np.ndarray:
+        """``(N, h, w)`` stride-4 logits -> ``(N, H, W)`` bool masks at level 0."""
+        frame = self.encoded.frame
+        full = logits_to_image(logits.float(), frame, frame.image_hw, method=self.mask_resize)
+        return (full > 0).cpu().numpy()
+
+    def _memory_from_mask(self, mask: np.ndarray) -> torch.Tensor:
+        """A binary level-0 mask -> ``(h, w)`` stride-4 logits of ``+/-MEMORY_LOGIT``."""
+        frame = self.encoded.frame
+        padded = masks_to_model_frame(torch.from_numpy(mask[None]).to(self.device), frame)
+        cover = F.avg_pool2d(padded[None].float(), 4)[0, 0]  # fraction of each 4x4 cell
+        return torch.where(cover >= 0.5, MEMORY_LOGIT, -MEMORY_LOGIT)
+
+    def _remember(self, obj: ObjectMask, logits: torch.Tensor) -> None:
+        self._remembered[_mask_key(obj)] = logits.detach()
+        while len(self._remembered) > _MAX_REMEMBERED:
+            self._remembered.popitem(last=False)
+
+    def _previous_logits(
+        self,
+        previous: SegmentationResult | Sequence[ObjectMask | npt.ArrayLike | None],
+        count: int,
+    ) -> torch.Tensor | None:
+        items = list(previous)
+        if len(items) != count:
+            raise PromptError(
+                f"previous has {len(items)} masks but there are {count} objects: pass one "
+                "previous mask (or None) per object, in the same order"
+            )
+        if all(item is None for item in items):
+            return None
+        h, w = self.encoded.features.mask_features.shape[-2:]
+        rows = []
+        for item in items:
+            if item is None:
+                # no memory for this object: memory tokens see nothing of it
+                rows.append(torch.full((h, w), -MEMORY_LOGIT, device=self.device))
+            elif isinstance(item, ObjectMask):
+                known = self._remembered.get(_mask_key(item))
+                rows.append(
+                    known
+                    if known is not None
+                    else self._memory_from_mask(item.full(self.encoded.image_shape))
+                )
+            else:
+                mask = np.asarray(item).astype(bool)
+                if mask.shape != self.encoded.image_shape:
+                    raise PromptError(
+                        f"previous mask has shape {mask.shape}; the image is "
+                        f"{self.encoded.image_shape}"
+                    )
+                rows.append(self._memory_from_mask(mask))
+        return torch.stack(rows)[None]
+
+    # ------------------------------------------------------------------ tasks
+
+    @torch.no_grad()
+    def predict(
+        self,
+        prompts: PromptSet | ObjectPrompt | Sequence[ObjectPrompt],
+        *,
+        previous: SegmentationResult | Sequence[ObjectMask | npt.ArrayLike | None] | None = None,
+        vocabulary: Sequence[str] | None = None,
+        grounding_threshold: float = 0.05,
+    ) -> SegmentationResult:
+        """Answer a prompt set on the current image.
+
+        - every :class:`ObjectPrompt` gets exactly one mask (interactive; its text, if any,
+          composes with its visual prompts, see :meth:`_choose_candidates`);
+        - every grounding text of a :class:`PromptSet` gets all its instances
+          (:meth:`ground`);
+        - a :class:`ReferringExample` gets the matching object (:meth:`refer`).
+
+        Args:
+            previous: last round's answer per object (the returned result, its objects, or
+                binary masks; None entries for new objects): switches on memory.
+            vocabulary: class names to label interactive masks with (open vocabulary);
+                None leaves ``class_name`` empty unless the object had text.
+        """
+        enc = self.encoded
+        if isinstance(prompts, PromptSet):
+            if prompts.image_shape != enc.image_shape:
+                raise PromptError(
+                    f"the prompts were made for an image of shape {prompts.image_shape}, "
+                    f"the current image is {enc.image_shape}"
+                )
+            objects = list(prompts.objects)
+            texts, example = list(prompts.texts), prompts.example
+        else:
+            objects = [prompts] if isinstance(prompts, ObjectPrompt) else list(prompts)
+            texts, example = [], None
+            for obj in objects:
+                obj.check_fits(enc.image_shape)
+        found: list[ObjectMask] = []
+        if objects:
+            found += self._interactive(objects, previous, vocabulary)
+        if texts:
+            found += self.ground(
+                [t.text for t in texts], score_threshold=grounding_threshold
+            ).objects
+        if example is not None:
+            found += self.refer(example).objects
+        return SegmentationResult(enc.image_shape, tuple(found))
+
+    def _interactive(
+        self,
+        objects: list[ObjectPrompt],
+        previous: SegmentationResult | Sequence[ObjectMask | npt.ArrayLike | None] | None,
+        vocabulary: Sequence[str] | None,
+    ) -> list[ObjectMask]:
+        enc = self.encoded
+        frame = enc.frame
+        visual_objects = [o for o in objects if o.visual]
+        if len(visual_objects) != len(objects):
+            raise PromptError(
+                "an object prompt without visual prompts is a text query: put the text in "
+                "PromptSet.texts (all instances) or add a click to it"
+            )
+        # SEEM has no box encoder: a box prompts with its centre and bounds the answer
+        pos, neg = rasterize_objects(objects, frame.padded_hw, scale=frame.scale, box_mode="center")
+        prev = None if previous is None else self._previous_logits(previous, len(objects))
+        with self._inference():
+            tokens = self.model.encode_visual_prompts(
+                enc.features,
+                torch.from_numpy(pos[None]).to(self.device),
+                torch.from_numpy(neg[None]).to(self.device),
+            )
+            out = self.model.decoder(
+                enc.features.multi_scale_features,
+                enc.features.mask_features,
+                logit_scale=self.model.text_encoder.logit_scale,
+                visual_prompts=tokens,
+                prev_mask=prev,
+                tasks=("spatial",),
+                return_aux=False,
+                image_memory=self._image_memory(),
+            )
+        assert out.pred_smasks is not None and out.spatial_logits is not None
+        assert out.pred_stexts is not None
+        chosen = self._choose_candidates(objects, out.spatial_logits[0], out.pred_stexts[0])
+        logits = out.pred_smasks[0, chosen]  # (P, h, w)
+        captions = out.pred_stexts[0, chosen]  # (P, D)
+        masks = self._to_image(logits)
+        names, name_scores = self._name(captions, vocabulary)
+        results = []
+        for p, obj in enumerate(objects):
+            mask = _bound_by_boxes(masks[p], obj)
+            prob = torch.sigmoid(logits[p].float())
+            inside = prob > 0.5
+            score = float(prob[inside].mean()) if bool(inside.any()) else 0.0
+            name, name_score = names[p], name_scores[p]
+            if obj.text is not None:
+                sim = torch.dot(l2_normalize(captions[p].float()), self._sentence(obj.text.text))
+                name, name_score = obj.text.text, float(sim)
+            result = ObjectMask.from_full(
+                mask,
+                score=score,
+                class_name=name,
+                class_score=name_score,
+                prompt=obj,
+                source="interactive",
+            )
+            self._remember(result, logits[p])
+            results.append(result)
+        return results
+
+    def _choose_candidates(
+        self, objects: list[ObjectPrompt], spatial_logits: torch.Tensor, captions: torch.Tensor
+    ) -> torch.Tensor:
+        """Index of the answering spatial query per object.
+
+        Without text this is the official rule: the query whose mask embedding best matches
+        the pooled prompt vector (``argmax`` of ``spatial_logits``). With text (composition,
+        e.g. "nucleus" + a click) each of the object's candidate queries is scored by
+        ``log_softmax(spatial logits) + log_softmax(text similarity)`` over its candidates,
+        so the answer must fit both the visual prompt and the phrase.
+
+        Args:
+            spatial_logits: ``(P*Q, P)``; -inf where a query belongs to another prompt.
+            captions: ``(P*Q, D)`` caption embeddings of the spatial queries.
+        """
+        chosen = spatial_logits.float().argmax(0)
+        q = spatial_logits.shape[0] // max(len(objects), 1)
+        for p, obj in enumerate(objects):
+            if obj.text is None:
+                continue
+            rows = slice(p * q, (p + 1) * q)
+            visual = spatial_logits[rows, p].float().log_softmax(0)
+            text = vl_similarity(
+                captions[rows].float(),
+                self._sentence(obj.text.text)[None],
+                self.model.text_encoder.logit_scale.float(),
+            )[:, 0].log_softmax(0)
+            chosen[p] = p * q + int((visual + text).argmax())
+        return chosen
+
+    def _name(
+        self, captions: torch.Tensor, vocabulary: Sequence[str] | None
+    ) -> tuple[list[str | None], list[float | None]]:
+        """Best class of each caption embedding ``(N, D)`` among ``vocabulary`` (no background)."""
+        if not vocabulary:
+            return [None] * len(captions), [None] * len(captions)
+        names = _clean_names(vocabulary)
+        emb = self.class_embeddings(names)
+        logits = class_logits(captions[None].float(), emb, self.model.text_encoder.logit_scale)
+        prob = logits[0].softmax(-1)[:, :-1]
+        best = prob.argmax(-1)
+        return [names[int(i)] for i in best], [float(prob[n, i]) for n, i in enumerate(best)]
+
+    @torch.no_grad()
+    def ground(
+        self,
+        texts: Sequence[str],
+        *,
+        score_threshold: float = 0.05,
+        max_instances: int | None = None,
+    ) -> SegmentationResult:
+        """Every instance of each referring phrase, ranked, with scores.
+
+        The official model returns one mask per phrase (the best grounding query); here the
+        best one always comes first and further queries follow when their share of the
+        phrase's softmax over queries is at least ``score_threshold`` and their mask does not
+        duplicate a better one (see :func:`napari_seem.model.postprocess.rank_grounding_queries`).
+        """
+        texts = [t.strip() for t in texts]
+        if not texts or any(not t for t in texts):
+            raise PromptError("grounding needs at least one non-empty phrase")
+        enc = self.encoded
+        with self._inference():
+            tokens, padding = self.model.text_encoder.grounding_tokens(texts, self.tokenizer)
+            out = self.model.decode(
+                enc.features,
+                grounding_tokens=tokens.to(enc.features.mask_features.dtype),
+                grounding_padding=padding,
+                tasks=("grounding",),
+            )
+        assert out.pred_gmasks is not None and out.pred_gtexts is not None
+        sentences = torch.stack([self._sentence(t) for t in texts])
+        sim = vl_similarity(
+            out.pred_gtexts[0].float(), sentences, self.model.text_encoder.logit_scale.float()
+        )
+        ranked = rank_grounding_queries(
+            sim,
+            out.pred_gmasks[0].float(),
+            score_threshold=score_threshold,
+            max_matches=max_instances,
+        )
+        objects = []
+        for text, matches in zip(texts, ranked, strict=True):
+            masks = self._to_image(out.pred_gmasks[0, matches.queries])
+            for mask, score in zip(masks, matches.scores.tolist(), strict=True):
+                objects.append(
+                    ObjectMask.from_full(
+                        mask,
+                        score=score,
+                        class_name=text,
+                        class_score=score,
+                        source="grounding",
+                    )
+                )
+        return SegmentationResult(enc.image_shape, tuple(objects))
+
+    @torch.no_grad()
+    def best_grounding(self, texts: Sequence[str]) -> list[int]:
+        """The official single answer per phrase: grounding-query indices (for checks)."""
+        enc = self.encoded
+        with self._inference():
+            tokens, padding = self.model.text_encoder.grounding_tokens(list(texts), self.tokenizer)
+            out = self.model.decode(
+                enc.features,
+                grounding_tokens=tokens,
+                grounding_padding=padding,
+                tasks=("grounding",),
+            )
+        assert out.pred_gtexts is not None
+        sentences = torch.stack([self._sentence(t) for t in texts])
+        sim = vl_similarity(
+            out.pred_gtexts[0].float(), sentences, self.model.text_encoder.logit_scale.float()
+        )
+        return best_grounding_queries(sim).tolist()
+
+    @torch.no_grad()
+    def refer(
+        self, example: ReferringExample, *, example_image: npt.ArrayLike | None = None
+    ) -> SegmentationResult:
+        """Segment, on the current image, what ``example``'s prompts mark on another image.
+
+        The example image is ``example_image`` or ``example.image``; it is encoded, its
+        prompts become visual tokens on its own features, and those tokens are decoded
+        against the current image (the official v1 code fails on this path; ours does not).
+        """
+        image = example_image if example_image is not None else example.image
+        if image is None:
+            raise PromptError(
+                f"the referring example {example.image_ref or ''!s} has no pixels: pass "
+                "example_image= or build it with ReferringExample.from_image(...)"
+            )
+        other = self.encode(image)
+        if other.image_shape != example.image_shape:
+            raise PromptError(
+                f"the example prompts were drawn on an image of shape {example.image_shape}, "
+                f"the example image has shape {other.image_shape}"
+            )
+        pos, neg = rasterize_prompts(
+            example.visual, other.frame.padded_hw, scale=other.frame.scale, box_mode="center"
+        )
+        enc = self.encoded
+        with self._inference():
+            tokens = self.model.encode_visual_prompts(
+                other.features,
+                torch.from_numpy(pos[None, None]).to(self.device),
+                torch.from_numpy(neg[None, None]).to(self.device),
+            )
+            out = self.model.decode(enc.features, visual_prompts=tokens, tasks=("spatial",))
+        assert out.prev_mask is not None
+        logits = out.prev_mask[0]
+        mask = self._to_image(logits)[0]
+        prob = torch.sigmoid(logits[0].float())
+        score = float(prob[prob > 0.5].mean()) if bool((prob > 0.5).any()) else 0.0
+        obj = ObjectMask.from_full(
+            mask, score=score, class_name=example.label, prompt=example, source="referring"
+        )
+        return SegmentationResult(enc.image_shape, (obj,))
+
+    @torch.no_grad()
+    def segment_everything(
+        self,
+        vocabulary: Sequence[str],
+        *,
+        mode: EverythingMode = "panoptic",
+        object_mask_threshold: float = 0.4,
+        overlap_threshold: float = 0.8,
+        top_k: int = 100,
+        min_area: int = 1,
+    ) -> SegmentationResult:
+        """Generic segmentation of the whole image with the user's vocabulary.
+
+        Args:
+            vocabulary: class names (open vocabulary; "background" is appended).
+            mode: ``"panoptic"`` (non-overlapping instances; every class counts as a
+                "thing" so each object is separate), ``"instance"`` (top-k detections,
+                may overlap) or ``"semantic"`` (one object per class present).
+            object_mask_threshold: panoptic: keep queries whose class probability exceeds
+                this (official eval 0.8, demo 0.4).
+            overlap_threshold: panoptic: drop a segment that keeps less than this fraction
+                of its own mask after overlaps are resolved.
+            top_k: instance: number of detections.
+            min_area: drop objects smaller than this many level-0 pixels.
+        """
+        names = _clean_names(vocabulary)
+        emb = self.class_embeddings(names)
+        enc = self.encoded
+        with self._inference():
+            out = self.model.decode(
+                enc.features,
+                class_embeddings=emb.to(enc.features.mask_features.dtype),
+                tasks=("object",),
+            )
+        assert out.pred_logits is not None and out.pred_masks is not None
+        logits = out.pred_logits[0].float()  # (Q, K+1)
+        masks = out.pred_masks[0].float()  # (Q, h, w)
+        objects: list[ObjectMask] = []
+        if mode == "semantic":
+            frame = enc.frame
+            full = logits_to_image(masks, frame, frame.image_hw, method=self.mask_resize)
+            sem = semantic_inference(logits, full)  # (K, H, W)
+            label = sem.argmax(0).cpu().numpy()
+            best = sem.max(0).values.cpu().numpy()
+            for k, name in enumerate(names):
+                mask = label == k
+                if mask.sum() >= min_area:
+                    objects.append(
+                        ObjectMask.from_full(
+                            mask,
+                            score=float(best[mask].mean()),
+                            class_name=name,
+                            class_score=float(best[mask].mean()),
+                            source="semantic",
+                        )
+                    )
+        elif mode == "instance":
+            inst = instance_inference(logits, masks, top_k=top_k)
+            keep = inst.scores > 0
+            detections = self._to_image(masks[inst.queries[keep]])
+            for mask, score, cls in zip(
+                detections, inst.scores[keep].tolist(), inst.classes[keep].tolist(), strict=True
+            ):
+                if mask.sum() >= min_area:
+                    objects.append(
+                        ObjectMask.from_full(
+                            mask,
+                            score=score,
+                            class_name=names[cls],
+                            class_score=score,
+                            source="instance",
+                        )
+                    )
+        elif mode == "panoptic":
+            prob, cls = logits.softmax(-1).max(-1)
+            keep = (cls != len(names)) & (prob > object_mask_threshold)
+            queries = torch.nonzero(keep)[:, 0]
+            if len(queries):
+                frame = enc.frame
+                # resample only the kept queries: 101 full-size maps would not fit big images
+                full = logits_to_image(
+                    masks[queries], frame, frame.image_hw, method=self.mask_resize
+                )
+                pano = panoptic_inference(
+                    logits[queries],
+                    full,
+                    object_mask_threshold=object_mask_threshold,
+                    overlap_threshold=overlap_threshold,
+                    thing_classes=range(len(names)),
+                )
+                seg = pano.segment_map.cpu().numpy()
+                for segment in pano.segments:
+                    mask = seg == segment.id
+                    if segment.area >= min_area:
+                        objects.append(
+                            ObjectMask.from_full(
+                                mask,
+                                score=segment.score,
+                                class_name=names[segment.category_id],
+                                class_score=segment.score,
+                                source="panoptic",
+                            )
+                        )
+        else:
+            raise ValueError(f"mode must be 'panoptic', 'instance' or 'semantic'; got {mode!r}")
+        return SegmentationResult(enc.image_shape, tuple(objects))
+
+
+def _known(name: str) -> bool:
+    try:
+        get_config(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _clean_names(vocabulary: Sequence[str]) -> list[str]:
+    if isinstance(vocabulary, str):
+        vocabulary = [v for v in vocabulary.split(",")]
+    names = [v.strip() for v in vocabulary]
+    if not names or any(not n for n in names):
+        raise PromptError(f"the vocabulary must be non-empty class names; got {list(vocabulary)!r}")
+    if len(set(names)) != len(names):
+        raise PromptError(f"the vocabulary repeats a class name: {names}")
+    return names
+
+
+def _bound_by_boxes(mask: np.ndarray, obj: ObjectPrompt) -> np.ndarray:
+    """Clip a level-0 mask to the union of the object's positive boxes (if it has any)."""
+    boxes = [p for p in obj.visual if isinstance(p, Box)]
+    if not boxes:
+        return mask
+    allowed = np.zeros_like(mask)
+    h, w = mask.shape
+    for box in boxes:
+        r0 = max(int(np.floor(box.row_min)), 0)
+        c0 = max(int(np.floor(box.col_min)), 0)
+        r1 = min(int(np.ceil(box.row_max)) + 1, h)
+        c1 = min(int(np.ceil(box.col_max)) + 1, w)
+        allowed[r0:r1, c0:c1] = True
+    return mask & allowed
