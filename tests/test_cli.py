@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -32,3 +33,34 @@ def test_models_download_offline_is_a_clear_error(monkeypatch: pytest.MonkeyPatc
     proc = _run("models", "download", "seem-focalt-v1")
     assert proc.returncode == 2
     assert "napari-seem: error:" in proc.stderr and "--checkpoint" in proc.stderr
+
+
+def test_demo_writes_labels_and_overlay(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import imageio.v3 as iio
+    import numpy as np
+    import zarr
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--clicks", "3", "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    assert "RANDOM weights" in captured.err
+    labels = zarr.open_array(str(out / "labels.zarr"), mode="r")
+    assert labels.dtype == np.uint32 and labels.shape == (384, 512)
+    table = labels.attrs["napari_seem"]["classes"]
+    assert [row["id"] for row in table] == [1, 2, 3]
+    assert labels.attrs["napari_seem"]["weights"] == "random"
+    overlay = iio.imread(out / "overlay.png")
+    assert overlay.shape == (384, 512, 3)
+    # a second run refuses to overwrite without --overwrite, and says so
+    assert main(["demo", "--out", str(out), "--clicks", "1"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_demo_official_variant_without_weights_is_explained(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path,
+    capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+) -> None:
+    monkeypatch.setenv("NAPARI_SEEM_CACHE", str(tmp_path / "cache"))
+    assert main(["demo", "--out", str(tmp_path / "o"), "--variant", "seem-focalt-v1"]) == 2
+    assert "models download seem-focalt-v1" in capsys.readouterr().err

@@ -56,6 +56,84 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+RANDOM_WEIGHTS_NOTE = (
+    "NOTE: the embedded trained model (seem-lite) has not shipped yet. This run uses "
+    "{variant!r} with RANDOM weights, so the masks exercise the whole pipeline but say "
+    "nothing about segmentation quality. For real masks: --variant seem-focalt-v1 "
+    "--checkpoint PATH (or `napari-seem models download seem-focalt-v1`)."
+)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    import numpy as np
+    from scipy import ndimage
+
+    from napari_seem import ObjectPrompt, Points
+    from napari_seem.datasets.synthetic import synthetic_nuclei
+    from napari_seem.export import write_labels_zarr, write_overlay_png
+    from napari_seem.model.build import build_seem
+    from napari_seem.model.checkpoint import CheckpointError
+    from napari_seem.predictor import SeemPredictor
+    from napari_seem.weights import cached_path
+
+    out = Path(args.out)
+    labels_path = out / "labels.zarr"
+    if labels_path.exists() and not args.overwrite:
+        raise CliError(f"{labels_path} exists; pass --overwrite or choose another --out")
+    checkpoint = args.checkpoint or (
+        cached_path(args.variant) if args.variant.endswith("-v1") else None
+    )
+    if checkpoint is None and args.variant.endswith("-v1"):
+        raise CliError(
+            f"{args.variant} needs weights: pass --checkpoint PATH or run "
+            f"`napari-seem models download {args.variant}`"
+        )
+    if checkpoint is None:
+        print(RANDOM_WEIGHTS_NOTE.format(variant=args.variant), file=sys.stderr)
+    try:
+        model = build_seem(args.variant, checkpoint=checkpoint, device=args.device)
+    except (CheckpointError, ValueError) as exc:
+        raise CliError(str(exc)) from exc
+
+    scene = synthetic_nuclei((384, 512), seed=args.seed)
+    predictor = SeemPredictor(model)
+    start = time.perf_counter()
+    predictor.set_image(scene.image)
+    encoded = time.perf_counter()
+    # one click at the centre of each of the first nuclei, as a user would click
+    ids = np.arange(1, min(args.clicks, int(scene.labels.max())) + 1)
+    centres = ndimage.center_of_mass(scene.labels > 0, scene.labels, ids)
+    objects = [ObjectPrompt(Points.click(r, c), label="nucleus") for r, c in centres]
+    result = predictor.predict(objects, vocabulary=["nucleus", "background"])
+    done = time.perf_counter()
+    labels = result.to_labels()
+    ious = []
+    for obj, i in zip(result, ids, strict=True):
+        truth = scene.labels == i
+        pred = obj.full(scene.image.shape)
+        ious.append((truth & pred).sum() / max((truth | pred).sum(), 1))
+    out.mkdir(parents=True, exist_ok=True)
+    write_labels_zarr(
+        labels_path,
+        labels,
+        result.class_table(),
+        attrs={"model": args.variant, "weights": str(checkpoint) if checkpoint else "random"},
+        overwrite=args.overwrite,
+    )
+    png = write_overlay_png(out / "overlay.png", scene.image, labels)
+    print(
+        f"{len(result)} clicks on synthetic nuclei with {args.variant}: encode "
+        f"{encoded - start:.2f} s, decode {done - encoded:.2f} s, mean IoU vs truth "
+        f"{float(np.mean(ious)):.3f}"
+    )
+    print(f"labels:  {labels_path}  (uint32, class table in attrs['napari_seem'])")
+    print(f"overlay: {png}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="napari-seem",
@@ -69,6 +147,20 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("name", help="variant, e.g. seem-focalt-v1")
     download.add_argument("--force", action="store_true", help="download again")
     models.set_defaults(func=_cmd_models)
+
+    from napari_seem.variants import DEFAULT_VARIANT
+
+    demo = sub.add_parser(
+        "demo", help="segment a sample image by clicking on it; write labels.zarr + overlay.png"
+    )
+    demo.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
+    demo.add_argument("--variant", default=DEFAULT_VARIANT, help="model variant")
+    demo.add_argument("--checkpoint", default=None, help="weights file (.pt/.safetensors)")
+    demo.add_argument("--device", default="auto", help="cpu, cuda, mps or auto")
+    demo.add_argument("--clicks", type=int, default=8, help="objects to click (default 8)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the synthetic image")
+    demo.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    demo.set_defaults(func=_cmd_demo)
 
     return parser
 
