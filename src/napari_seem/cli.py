@@ -106,7 +106,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     # one click at the centre of each of the first nuclei, as a user would click
     ids = np.arange(1, min(args.clicks, int(scene.labels.max())) + 1)
     centres = ndimage.center_of_mass(scene.labels > 0, scene.labels, ids)
-    objects = [ObjectPrompt(Points.click(r, c), label="nucleus") for r, c in centres]
+    objects = [ObjectPrompt((Points.click(r, c),), label="nucleus") for r, c in centres]
     result = predictor.predict(objects, vocabulary=["nucleus", "background"])
     done = time.perf_counter()
     labels = result.to_labels()

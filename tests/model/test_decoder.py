@@ -22,9 +22,9 @@ from napari_seem.model.decoder import (
     DecoderOutput,
     SeemDecoder,
     SeemDecoderConfig,
-    grounding_logits,
 )
 from napari_seem.model.decoder_layers import MultiHeadAttention
+from napari_seem.model.postprocess import vl_similarity
 from napari_seem.model.prompt_encoder import VisualPromptTokens
 from tests.model.reference import load_npz, load_weights, reference_dir, sub_state_dict
 
@@ -226,9 +226,9 @@ def test_grounding_matches_official(fixture: str) -> None:
             _close(aux.pred_gmasks, ref[f"aux{i}_pred_gmasks"], MASK_TOL)
             _close(aux.pred_gtexts, ref[f"aux{i}_pred_gtexts"], EMB_TOL)
     assert out.pred_gtexts is not None
-    prob = grounding_logits(out.pred_gtexts, torch.from_numpy(ref["class_emb"]), logit_scale)
-    _close(prob[0], ref["out_prob"], MASK_TOL)
-    assert prob[0].argmax(dim=0).tolist() == ref["matched_query"].tolist()
+    prob = vl_similarity(out.pred_gtexts[0], torch.from_numpy(ref["class_emb"]), logit_scale)
+    _close(prob, ref["out_prob"], MASK_TOL)
+    assert prob.argmax(dim=0).tolist() == ref["matched_query"].tolist()
     # grounding queries and text tokens leave the object queries alone, exactly
     plain = _decode(fixture)
     assert out.pred_logits is not None and plain.pred_logits is not None

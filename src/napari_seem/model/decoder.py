@@ -44,7 +44,6 @@ from napari_seem.model.decoder_outputs import (
     DecoderPrediction,
     ImageMemory,
     class_logits,
-    grounding_logits,
 )
 from napari_seem.model.layers import MLP, sine_position_encoding
 from napari_seem.model.prompt_encoder import VisualPromptTokens, encode_visual_prompts
@@ -57,7 +56,6 @@ __all__ = [
     "SeemDecoderConfig",
     "Task",
     "class_logits",
-    "grounding_logits",
 ]
 
 Task = Literal["object", "grounding", "spatial"]

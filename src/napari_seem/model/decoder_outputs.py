@@ -6,12 +6,13 @@ from dataclasses import dataclass
 
 import torch
 
+from napari_seem.model.layers import l2_normalize
+
 __all__ = [
     "DecoderOutput",
     "DecoderPrediction",
     "ImageMemory",
     "class_logits",
-    "grounding_logits",
 ]
 
 
@@ -111,23 +112,5 @@ def class_logits(
     Returns:
         ``(B, N, K+1)``.
     """
-    v = captions / (captions.norm(dim=-1, keepdim=True) + 1e-7)
+    v = l2_normalize(captions)
     return logit_scale.exp() * v @ class_embeddings.t()
-
-
-def grounding_logits(
-    captions: torch.Tensor, text_embeddings: torch.Tensor, logit_scale: torch.Tensor
-) -> torch.Tensor:
-    """``min(exp(logit_scale), 100) * cos(caption, text)``: which query answers which text.
-
-    Args:
-        captions: ``(B, N, dim_proj)`` grounding-query caption embeddings (``pred_gtexts``).
-        text_embeddings: ``(T, dim_proj)`` sentence embeddings, one per text (any norm).
-        logit_scale: 0-d tensor.
-
-    Returns:
-        ``(B, N, T)``; the official answer for text ``t`` is the argmax over ``N``.
-    """
-    v = captions / (captions.norm(dim=-1, keepdim=True) + 1e-7)
-    t = text_embeddings / (text_embeddings.norm(dim=-1, keepdim=True) + 1e-7)
-    return logit_scale.exp().clamp(max=100) * v @ t.t()

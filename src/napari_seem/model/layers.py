@@ -13,7 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MLP", "ConvNorm", "group_norm", "sine_position_encoding"]
+__all__ = ["MLP", "ConvNorm", "group_norm", "l2_normalize", "sine_position_encoding"]
+
+
+def l2_normalize(x: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """``x / (||x|| + eps)`` over the last dimension: SEEM's normalisation of text vectors,
+    caption embeddings and grounding similarities (``(..., D)`` -> ``(..., D)``)."""
+    return x / (x.norm(dim=-1, keepdim=True) + eps)
 
 
 class ConvNorm(nn.Conv2d):

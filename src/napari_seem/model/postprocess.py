@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
+from napari_seem.model.layers import l2_normalize
+
 __all__ = [
     "GroundingMatches",
     "InstanceResult",
@@ -276,18 +278,6 @@ def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
     c1 = width - cols.flip(1).to(torch.uint8).argmax(1)
     boxes = torch.stack((r0, c0, r1, c1), dim=1).to(torch.float32)
     return boxes * rows.any(1, keepdim=True)
-
-
-def l2_normalize(x: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
-    """``x / (||x|| + eps)`` over the last dimension (the official grounding normalisation).
-
-    Args:
-        x: ``(..., D)`` embeddings.
-
-    Returns:
-        ``(..., D)`` embeddings of norm just below 1.
-    """
-    return x / (x.norm(dim=-1, keepdim=True) + eps)
 
 
 def vl_similarity(

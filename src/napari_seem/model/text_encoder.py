@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from napari_seem.model.decoder_layers import MultiHeadAttention
+from napari_seem.model.layers import l2_normalize
 from napari_seem.model.tokenizer import TokenizedText
 
 __all__ = [
@@ -83,11 +85,6 @@ class TextEmbeddings:
     class_emb: torch.Tensor
 
 
-def l2_normalize(x: torch.Tensor) -> torch.Tensor:
-    """``x / (||x|| + 1e-7)`` over the last dimension (SEEM's convention for text vectors)."""
-    return x / (x.norm(dim=-1, keepdim=True) + _NORM_EPS)
-
-
 def clean_class_name(name: str) -> str:
     """Remove the COCO stuff suffixes ``-other``, ``-merged``, ``-stuff`` from a class name."""
     for suffix in _CLASS_NAME_SUFFIXES:
@@ -139,30 +136,18 @@ class Float32LayerNorm(nn.Module):
         return self.weight * normed + self.bias
 
 
-class CausalSelfAttention(nn.Module):
-    """Multi-head causal self-attention with ``nn.MultiheadAttention``'s parameter names.
+class CausalSelfAttention(MultiHeadAttention):
+    """Multi-head causal self-attention (``nn.MultiheadAttention`` parameter names).
 
-    ``in_proj_weight`` ``(3W, W)`` stacks the query, key and value projections.
-    Input and output are batch-first ``(N, L, W)``.
+    The parameters are those of the decoder's :class:`MultiHeadAttention`; only the
+    attention pattern differs. Input and output are batch-first ``(N, L, W)``.
     """
 
-    def __init__(self, width: int, heads: int) -> None:
-        super().__init__()
-        if width % heads:
-            raise ValueError(f"width {width} is not divisible by heads {heads}")
-        self.heads = heads
-        self.in_proj_weight = nn.Parameter(torch.empty(3 * width, width))
-        self.in_proj_bias = nn.Parameter(torch.zeros(3 * width))
-        self.out_proj = nn.Linear(width, width)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, length, width = x.shape
-        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
-        qkv = qkv.view(n, length, 3, self.heads, width // self.heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (N, heads, L, head_dim)
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        out = out.transpose(1, 2).reshape(n, length, width)
-        return self.out_proj(out)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        q, k, v = self.project_query(x), self.project_key(x), self.project_value(x)
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (N, heads, L, hd)
+        n, heads, length, head_dim = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(n, length, heads * head_dim))
 
 
 class QuickGELU(nn.Module):
