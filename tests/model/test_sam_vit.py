@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from napari_seem.model.build import get_config
 from napari_seem.model.sam_vit import SAM_VIT_B, SAM_VIT_L, SamViTBackbone, SamViTConfig
 from tests.model.reference import (
     load_npz,
@@ -18,16 +19,11 @@ FIXTURE = "samvitb_v1_tiny"
 LEVELS = ("res2", "res3", "res4", "res5")
 ATOL = 1e-5
 
-# README §2.1: the reduced ImageEncoderViT / SimpleFPN of the SAM-ViT-B fixture.
-TINY = SamViTConfig(
-    img_size=128,
-    embed_dim=64,
-    depth=2,
-    num_heads=4,
-    window_size=5,
-    global_attn_indexes=(1,),
-    fpn_channels=(32, 64, 128, 256),
-)
+# README §2.1: the reduced ImageEncoderViT / SimpleFPN of the SAM-ViT-B fixture, which is
+# the backbone of the "seem-tiny-sam" variant.
+_tiny = get_config("seem-tiny-sam").backbone
+assert isinstance(_tiny, SamViTConfig)
+TINY: SamViTConfig = _tiny
 
 
 def normalized_padded(data: dict[str, np.ndarray], image_key: str, size: int) -> torch.Tensor:
