@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from napari_seem.model.build import build_seem, get_config
+from napari_seem.model.decoder import ImageMemory
 from napari_seem.model.decoder_outputs import class_logits
 from napari_seem.model.postprocess import (
     best_grounding_queries,
@@ -113,7 +114,7 @@ class EncodedImage:
 
     frame: ModelFrame
     features: ImageFeatures
-    image_memory: object | None = field(default=None, compare=False)
+    image_memory: ImageMemory | None = field(default=None, compare=False)
 
     @property
     def image_shape(self) -> tuple[int, int]:
@@ -239,7 +240,7 @@ class SeemPredictor:
         self._encoded = encoded
         self._remembered.clear()
 
-    def _image_memory(self) -> object:
+    def _image_memory(self) -> ImageMemory | None:
         enc = self.encoded
         if enc.image_memory is None:
             with self._inference():
@@ -395,10 +396,8 @@ class SeemPredictor:
                 torch.from_numpy(pos[None]).to(self.device),
                 torch.from_numpy(neg[None]).to(self.device),
             )
-            out = self.model.decoder(
-                enc.features.multi_scale_features,
-                enc.features.mask_features,
-                logit_scale=self.model.text_encoder.logit_scale,
+            out = self.model.decode(
+                enc.features,
                 visual_prompts=tokens,
                 prev_mask=prev,
                 tasks=("spatial",),

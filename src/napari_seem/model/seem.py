@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from napari_seem.model.checkpoint import LoadReport
-from napari_seem.model.decoder import DecoderOutput, SeemDecoder, Task
+from napari_seem.model.decoder import DecoderOutput, ImageMemory, SeemDecoder, Task
 from napari_seem.model.pixel_decoder_fpn import PixelDecoderOutput
 from napari_seem.model.prompt_encoder import VisualPromptTokens
 from napari_seem.model.text_encoder import LanguageEncoder
@@ -189,8 +189,13 @@ class SeemModel(nn.Module):
         prev_mask: torch.Tensor | None = None,
         tasks: Iterable[Task] | None = None,
         return_aux: bool = False,
+        image_memory: ImageMemory | None = None,
     ) -> DecoderOutput:
-        """Run the SEEM decoder on encoded images; see :meth:`SeemDecoder.forward`."""
+        """Run the SEEM decoder on encoded images; see :meth:`SeemDecoder.forward`.
+
+        ``image_memory`` (from ``self.decoder.project_image``) skips re-projecting the image
+        keys/values of every layer: the interactive fast path.
+        """
         return self.decoder(
             features.multi_scale_features,
             features.mask_features,
@@ -202,4 +207,5 @@ class SeemModel(nn.Module):
             prev_mask=prev_mask,
             tasks=tasks,
             return_aux=return_aux,
+            image_memory=image_memory,
         )

@@ -1,0 +1,233 @@
+"""Helpers shared by the benchmarks: timing samples, machine header, JSON and Markdown.
+
+Timing: :func:`sample` calls a function once or more to warm up, then times it until it has
+``repeats`` samples or ``budget_s`` seconds have passed (with at least ``min(3, repeats)``
+samples), so slow cases get few samples and fast cases many; every figure reports its
+sample count ``n``. :class:`Stats` summarises samples (median, p95, mean, min).
+
+Report: :func:`machine_info` is the header every result file starts with (CPU model, cores,
+torch version, threads, date, commit); :func:`write_json` and :func:`markdown_table` write
+the results.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "MIN_SAMPLES",
+    "Samples",
+    "Stats",
+    "header_lines",
+    "load_average",
+    "machine_info",
+    "markdown_table",
+    "peak_rss_bytes",
+    "sample",
+    "write_json",
+]
+
+# Samples taken before the time budget may stop a measurement (fewer only if repeats < 3).
+MIN_SAMPLES = 3
+_REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Summary of ``n`` wall-clock samples, in seconds."""
+
+    n: int
+    p50_s: float
+    p95_s: float
+    mean_s: float
+    min_s: float
+
+    @classmethod
+    def of(cls, samples: Sequence[float]) -> Stats:
+        if not samples:
+            raise ValueError("no samples to summarise")
+        x = np.asarray(samples, dtype=np.float64)
+        # linear interpolation between order statistics: with few samples p95 is near the max
+        return cls(
+            n=len(x),
+            p50_s=float(np.median(x)),
+            p95_s=float(np.percentile(x, 95)),
+            mean_s=float(x.mean()),
+            min_s=float(x.min()),
+        )
+
+
+@dataclass
+class Samples:
+    """Total seconds per call and, per named stage, the seconds the call reported for it.
+
+    ``load_1m`` is the larger 1-minute load average seen before and after sampling (None
+    where unavailable); above the number of threads, other processes competed.
+    """
+
+    total: list[float] = field(default_factory=list)
+    stages: dict[str, list[float]] = field(default_factory=dict)
+    load_1m: float | None = None
+
+    def stats(self) -> Stats:
+        return Stats.of(self.total)
+
+    def stage_stats(self, name: str) -> Stats:
+        return Stats.of(self.stages[name])
+
+
+def sample(
+    fn: Callable[[], Mapping[str, float] | None],
+    *,
+    repeats: int,
+    budget_s: float,
+    warmup: int = 1,
+) -> Samples:
+    """Time ``fn`` after ``warmup`` untimed calls.
+
+    Sampling stops at ``repeats`` samples, or earlier once ``budget_s`` seconds of sampling
+    have passed and at least ``min(MIN_SAMPLES, repeats)`` samples exist.
+
+    Args:
+        fn: the work; it may return ``{stage: seconds}`` for stages it timed itself
+            (e.g. prompt encoding inside a prompt's total), recorded per sample.
+        repeats: the most samples to take (>= 1).
+        budget_s: seconds of sampling after which to stop (0: stop at the minimum).
+        warmup: untimed calls first (first-call allocations, lazy initialisation).
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    for _ in range(warmup):
+        fn()
+    out = Samples()
+    least = min(MIN_SAMPLES, repeats)
+    load_before = load_average()
+    start = time.perf_counter()
+    while len(out.total) < repeats:
+        t0 = time.perf_counter()
+        stages = fn()
+        out.total.append(time.perf_counter() - t0)
+        for name, seconds in (stages or {}).items():
+            out.stages.setdefault(name, []).append(seconds)
+        if len(out.total) >= least and time.perf_counter() - start >= budget_s:
+            break
+    loads = [load[0] for load in (load_before, load_average()) if load is not None]
+    out.load_1m = max(loads) if loads else None
+    return out
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (None where unavailable): shows contention."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process so far (``getrusage``), in bytes."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports kilobytes, macOS bytes
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=_REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def machine_info(*, threads: int) -> dict[str, Any]:
+    """The header of a result file: where, when and with what the numbers were taken."""
+    import torch
+
+    from napari_seem import __version__
+
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        usable = os.cpu_count() or 0
+    return {
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "cpu_model": _cpu_model(),
+        "logical_cores": os.cpu_count(),
+        "usable_cores": usable,
+        "torch_threads": threads,
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "platform": platform.platform(),
+        "napari_seem_version": __version__,
+        "commit": _commit(),
+    }
+
+
+def header_lines(machine: Mapping[str, Any]) -> list[str]:
+    """Markdown bullet lines describing ``machine`` (from :func:`machine_info`)."""
+    commit = f" (commit {machine['commit']})" if machine.get("commit") else ""
+    return [
+        f"- Date: {machine['date']}",
+        f"- CPU: {machine['cpu_model']}, {machine['usable_cores']} usable of "
+        f"{machine['logical_cores']} logical cores; torch threads: {machine['torch_threads']}",
+        f"- torch {machine['torch_version']}, Python {machine['python_version']}, "
+        f"{machine['platform']}",
+        f"- napari-seem {machine['napari_seem_version']}{commit}",
+    ]
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A GitHub Markdown table; columns whose first cell reads as a number are right-aligned."""
+    align = [
+        "---:" if rows and str(rows[0][i])[:1].isdigit() else "---" for i in range(len(headers))
+    ]
+    lines = [
+        "| " + " | ".join(headers) + " |",
+        "| " + " | ".join(align) + " |",
+    ]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_json(path: Path, payload: Mapping[str, Any]) -> Path:
+    """Write ``payload`` (dataclasses allowed) as indented JSON; creates the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def default(obj: object) -> object:
+        if hasattr(obj, "__dataclass_fields__"):
+            return asdict(obj)  # type: ignore[call-overload]
+        raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+    path.write_text(json.dumps(payload, indent=2, default=default) + "\n", encoding="utf-8")
+    return path
