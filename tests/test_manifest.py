@@ -38,3 +38,37 @@ def test_sample_data_command_returns_layers() -> None:
     assert image.shape == labels.shape and image.dtype.name == "uint8"
     assert labels.max() > 10
     assert image_meta["name"] == "synthetic nuclei"
+
+
+def test_wheel_ships_the_manifest(tmp_path: Path) -> None:
+    """The napari.manifest entry point resolves from a built wheel, not only the source tree."""
+    import zipfile
+
+    from npe2 import PluginManifest
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (wheel,) = tmp_path.glob("napari_seem-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+        assert "napari-seem = napari_seem:napari.yaml" in zf.read(entry_points).decode()
+        manifest = tmp_path / "napari.yaml"
+        manifest.write_bytes(zf.read("napari_seem/napari.yaml"))
+        assert "napari_seem/model/data/prompt_templates.json" in names
+    assert PluginManifest.from_file(manifest).name == "napari-seem"
