@@ -208,3 +208,15 @@ def test_interactive_parity_with_the_official_answer() -> None:
     second = p.predict(neg, previous=first)
     expected2 = logits_to_image(torch.from_numpy(data["single_r2_prev_mask"][0]), frame)[0] > 0
     np.testing.assert_array_equal(second[0].full(frame.image_hw), expected2.numpy())
+
+
+def test_encode_many_batches_tiles(predictor: SeemPredictor, scene: np.ndarray) -> None:
+    tiles = [scene[:64, :64], scene[32:96, 64:128]]
+    batched = predictor.encode_many(tiles)
+    for tile, enc in zip(tiles, batched, strict=True):
+        alone = predictor.encode(tile)
+        torch.testing.assert_close(
+            enc.features.mask_features, alone.features.mask_features, atol=1e-5, rtol=1e-5
+        )
+    with pytest.raises(ValueError, match="one shape"):
+        predictor.encode_many([scene[:64, :64], scene[:32, :64]])

@@ -229,6 +229,26 @@ class SeemPredictor:
             features = self.model.encode_image(batch)
         return EncodedImage(frame, features)
 
+    def encode_many(self, images: Sequence[npt.ArrayLike]) -> list[EncodedImage]:
+        """Encode several images of one shape (e.g. tiles) in a single batched forward."""
+        rgbs = [as_rgb_uint8(image) for image in images]
+        if not rgbs:
+            return []
+        if len({rgb.shape for rgb in rgbs}) != 1:
+            raise ValueError("encode_many needs images of one shape; encode others separately")
+        frame = self._frame_for((rgbs[0].shape[0], rgbs[0].shape[1]))
+        batch = torch.from_numpy(np.stack(rgbs)).permute(0, 3, 1, 2).to(self.device)
+        with self._inference():
+            model_input = preprocess(
+                batch.float(),
+                frame,
+                self.model.pixel_mean.flatten(),
+                self.model.pixel_std.flatten(),
+                dtype=self.model.dilation_kernel.dtype,
+            )
+            features = self.model.encode_image(model_input)
+        return [EncodedImage(frame, features.select(i)) for i in range(len(rgbs))]
+
     def set_image(self, image: npt.ArrayLike) -> EncodedImage:
         """Encode ``image`` and make it the current image. Returns the encoding (cacheable)."""
         self._encoded = self.encode(image)
