@@ -215,19 +215,7 @@ class SeemPredictor:
 
     def encode(self, image: npt.ArrayLike) -> EncodedImage:
         """Encode an image without making it current (e.g. a referring example)."""
-        rgb = as_rgb_uint8(image)
-        frame = self._frame_for((rgb.shape[0], rgb.shape[1]))
-        tensor = torch.from_numpy(rgb).to(self.device)
-        with self._inference():
-            batch = preprocess(
-                tensor,
-                frame,
-                self.model.pixel_mean.flatten(),
-                self.model.pixel_std.flatten(),
-                dtype=self.model.dilation_kernel.dtype,
-            )
-            features = self.model.encode_image(batch)
-        return EncodedImage(frame, features)
+        return self.encode_many([image])[0]
 
     def encode_many(self, images: Sequence[npt.ArrayLike]) -> list[EncodedImage]:
         """Encode several images of one shape (e.g. tiles) in a single batched forward."""
@@ -240,7 +228,7 @@ class SeemPredictor:
         batch = torch.from_numpy(np.stack(rgbs)).permute(0, 3, 1, 2).to(self.device)
         with self._inference():
             model_input = preprocess(
-                batch.float(),
+                batch,  # uint8: rounded after a resize, as the official uint8 pipelines
                 frame,
                 self.model.pixel_mean.flatten(),
                 self.model.pixel_std.flatten(),
