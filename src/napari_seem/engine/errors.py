@@ -1,0 +1,41 @@
+"""Typed errors of the engine: each says what went wrong and what to do about it.
+
+They cross the process boundary as typed error replies (the transport maps the class name
+and message), so every message is written for the person who sent the request.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EngineError",
+    "InvalidRequestError",
+    "PromptOutsideImageError",
+    "UnknownJobError",
+    "UnknownSessionError",
+]
+
+
+class EngineError(Exception):
+    """Base class of every error the engine raises on purpose."""
+
+
+class UnknownSessionError(EngineError, KeyError):
+    """A session id that is not open (never opened, or closed)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownJobError(EngineError, KeyError):
+    """A job id the engine never issued."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class PromptOutsideImageError(EngineError, ValueError):
+    """A visual prompt that does not lie inside the session's image."""
+
+
+class InvalidRequestError(EngineError, ValueError):
+    """A request the engine cannot serve as given (bad parameters, unsupported kind)."""

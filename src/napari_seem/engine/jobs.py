@@ -1,0 +1,92 @@
+"""Background jobs of the engine: state, progress events and cancellation.
+
+A job's work runs on the engine's worker thread; callers poll ``events`` or subscribe a
+callback (called on the worker thread, so UI code must hop to its own thread itself).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = ["JobEvent", "JobRecord", "JobState"]
+
+JobState = Literal["queued", "running", "done", "cancelled", "failed"]
+FINISHED: frozenset[str] = frozenset({"done", "cancelled", "failed"})
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """One progress report of a job.
+
+    Attributes:
+        job_id: the job it is about.
+        seq: 0, 1, 2, ... in the order the job emitted them.
+        state: the job's state when the event was emitted.
+        done: work units finished so far (tiles for ``encode_region``).
+        total: work units in the whole job.
+        error: the failure message when ``state == "failed"``.
+    """
+
+    job_id: str
+    seq: int
+    state: JobState
+    done: int
+    total: int
+    error: str | None = None
+
+
+@dataclass
+class JobRecord:
+    """Mutable bookkeeping of one job; every access goes through ``lock``."""
+
+    job_id: str
+    kind: str
+    session_id: str
+    state: JobState = "queued"
+    done: int = 0
+    total: int = 0
+    error: str | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    events: list[JobEvent] = field(default_factory=list)
+    subscribers: list[Callable[[JobEvent], None]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    finished: threading.Event = field(default_factory=threading.Event)
+
+    def emit(self, **changes: object) -> None:
+        """Update state/progress and tell everyone; finished jobs ignore later updates."""
+        with self.lock:
+            if self.state in FINISHED:
+                return
+            for name, value in changes.items():
+                setattr(self, name, value)
+            event = JobEvent(
+                self.job_id, len(self.events), self.state, self.done, self.total, self.error
+            )
+            self.events.append(event)
+            callbacks = list(self.subscribers)
+            if self.state in FINISHED:
+                self.finished.set()
+        for callback in callbacks:
+            _call(callback, event)
+
+    def subscribe(self, callback: Callable[[JobEvent], None]) -> None:
+        """Call ``callback`` with every later event; it gets the events so far at once."""
+        with self.lock:
+            self.subscribers.append(callback)
+            past = list(self.events)
+        for event in past:
+            _call(callback, event)
+
+
+def _call(callback: Callable[[JobEvent], None], event: JobEvent) -> None:
+    # A broken listener must not fail the job or starve the other listeners.
+    try:
+        callback(event)
+    except Exception:
+        _log.exception("job event callback %r failed on %s", callback, event)
