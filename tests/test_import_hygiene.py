@@ -26,3 +26,9 @@ def test_contract_modules_are_light() -> None:
         "import napari_seem.prompts, napari_seem.results, napari_seem.rasterize, napari_seem.cli"
     )
     assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_client_side_is_light() -> None:
+    """napari talks to the model process through the client: no torch, no server stack."""
+    loaded = _modules_after("import napari_seem.engine.client, napari_seem.engine.protocol")
+    assert not loaded & {"torch", "fastapi", "uvicorn", "PyQt6", "napari"}, sorted(loaded)

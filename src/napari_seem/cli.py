@@ -134,6 +134,51 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+    import os
+    import secrets
+    from pathlib import Path
+
+    import uvicorn
+
+    from napari_seem.engine import Engine, InvalidRequestError
+    from napari_seem.engine.server import bind_socket, create_app
+    from napari_seem.model.build import build_seem
+    from napari_seem.model.checkpoint import CheckpointError
+
+    token = args.token or os.environ.get("NAPARI_SEEM_TOKEN") or secrets.token_urlsafe(24)
+    roots = [r if "://" in r else str(Path(r).expanduser().resolve()) for r in args.allow_root] or [
+        str(Path.cwd())
+    ]
+    if args.checkpoint is None:
+        print(RANDOM_WEIGHTS_NOTE.format(variant=args.variant), file=sys.stderr)
+    try:
+        model = build_seem(args.variant, checkpoint=args.checkpoint, device=args.device)
+        engine = Engine(model, tile=args.tile, halo=args.halo)
+    except (CheckpointError, InvalidRequestError, ValueError) as exc:
+        raise CliError(str(exc)) from exc
+    app = create_app(engine, token=token, allowed_roots=roots)
+    try:
+        sock = bind_socket(args.host, args.port)
+    except OSError as exc:
+        engine.close()
+        raise CliError(f"cannot listen on {args.host}:{args.port}: {exc}") from exc
+    port = sock.getsockname()[1]
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"allowed roots: {', '.join(roots)}", file=sys.stderr, flush=True)
+    # One line a parent process parses (SeemClient.spawn_local): keep its format stable.
+    print(f"napari-seem serve: listening on http://{host}:{port} token={token}", flush=True)
+    logging.basicConfig(level=logging.WARNING)
+    config = uvicorn.Config(app, log_level=args.log_level, access_log=False)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
+        engine.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="napari-seem",
@@ -161,6 +206,35 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="seed of the synthetic image")
     demo.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     demo.set_defaults(func=_cmd_demo)
+
+    serve = sub.add_parser(
+        "serve",
+        help="run the model as an HTTP server (napari / Jupyter connect to it)",
+        description="Serve the engine over HTTP. Prints 'napari-seem serve: listening on "
+        "http://HOST:PORT token=TOKEN' once the model is loaded.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=0, help="port; 0 picks a free one (default)")
+    serve.add_argument(
+        "--token",
+        default=None,
+        help="bearer token clients must send (default: $NAPARI_SEEM_TOKEN, else generated)",
+    )
+    serve.add_argument("--variant", default=DEFAULT_VARIANT, help="model variant")
+    serve.add_argument("--checkpoint", default=None, help="weights file (.pt/.safetensors)")
+    serve.add_argument(
+        "--allow-root",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="directory (or URL prefix) whose images clients may open; repeatable "
+        "(default: the current directory)",
+    )
+    serve.add_argument("--tile", type=int, default=512, help="model tile size (default 512)")
+    serve.add_argument("--halo", type=int, default=64, help="tile context pixels (default 64)")
+    serve.add_argument("--device", default="auto", help="cpu, cuda, mps or auto")
+    serve.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
+    serve.set_defaults(func=_cmd_serve)
 
     return parser
 

@@ -4,7 +4,10 @@ No transport code here: the server (T3) maps one request to one :class:`Engine` 
 and every :class:`EngineError` to a typed error reply.
 """
 
-from napari_seem.engine.core import Engine, JobStatus, SessionInfo
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from napari_seem.engine.errors import (
     EngineError,
     InvalidRequestError,
@@ -13,6 +16,21 @@ from napari_seem.engine.errors import (
     UnknownSessionError,
 )
 from napari_seem.engine.jobs import JobEvent, JobState
+
+if TYPE_CHECKING:
+    from napari_seem.engine.core import Engine, JobStatus, SessionInfo
+
+_CORE = ("Engine", "JobStatus", "SessionInfo")
+
+
+def __getattr__(name: str) -> Any:
+    # the engine core needs torch; the client (napari side) must not pay for it
+    if name in _CORE:
+        from napari_seem.engine import core
+
+        return getattr(core, name)
+    raise AttributeError(f"module 'napari_seem.engine' has no attribute {name!r}")
+
 
 __all__ = [
     "Engine",

@@ -1,0 +1,372 @@
+"""A client of the engine server: every call returns a :class:`~concurrent.futures.Future`.
+
+Calls run on a small thread pool, so UI code never blocks on the model; a refusal comes
+back as :class:`RemoteError` raised by ``future.result()``, a server that cannot be
+reached as :class:`ServerUnavailableError` (a ``ConnectionError``), which says whether the
+model process died.
+
+:meth:`SeemClient.spawn_local` starts ``napari-seem serve`` as a child process on
+127.0.0.1 with a free port and a random token, and :meth:`SeemClient.close` stops it.
+
+This module imports neither torch nor FastAPI.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import httpx
+
+from napari_seem.engine.protocol import (
+    ErrorReply,
+    HealthReply,
+    InfoReply,
+    JobEventReply,
+    JobRequest,
+    JobStatusReply,
+    ObjectMaskReply,
+    OpenSessionRequest,
+    PredictRequest,
+    SessionReply,
+    object_mask_from_reply,
+)
+from napari_seem.prompts import ObjectPrompt
+from napari_seem.results import ObjectMask
+
+__all__ = ["RemoteError", "SeemClient", "ServerUnavailableError"]
+
+T = TypeVar("T")
+
+LISTENING = re.compile(r"napari-seem serve: listening on (\S+) token=(\S+)")
+TOKEN_ENV = "NAPARI_SEEM_TOKEN"
+
+
+class RemoteError(Exception):
+    """The server refused a request: ``type`` is the error class, ``message`` says why."""
+
+    def __init__(self, type: str, message: str, status: int | None = None) -> None:
+        super().__init__(f"{type}: {message}")
+        self.type = type
+        self.message = message
+        self.status = status
+
+
+class ServerUnavailableError(ConnectionError):
+    """The server cannot be reached (not started, gone, or the model process died)."""
+
+
+class SeemClient:
+    """Talks to ``napari-seem serve`` at ``url`` with bearer ``token``.
+
+    Args:
+        url: ``http://host:port`` of the server.
+        token: the token the server printed (``None`` only for ``/health``).
+        timeout: seconds to wait for one reply (predictions on big objects take a while).
+        max_workers: threads running calls concurrently.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        timeout: float = 600.0,
+        max_workers: int = 4,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="seem-client")
+        self._process: subprocess.Popen[str] | None = None
+        self._stderr: collections.deque[str] = collections.deque(maxlen=200)
+        self._closed = False
+
+    # ------------------------------------------------------------------ local server
+
+    @classmethod
+    def spawn_local(
+        cls,
+        *,
+        variant: str | None = None,
+        checkpoint: str | Path | None = None,
+        allow_roots: Sequence[str | Path] = (),
+        tile: int | None = None,
+        halo: int | None = None,
+        device: str | None = None,
+        timeout: float = 300.0,
+        python: str | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> SeemClient:
+        """Start ``napari-seem serve`` on 127.0.0.1 (free port, random token) and connect.
+
+        Args:
+            variant, checkpoint, tile, halo, device: passed to ``serve`` (its defaults
+                when ``None``).
+            allow_roots: directories whose images the server may open.
+            timeout: seconds to wait for the server to load its model and listen.
+            python: interpreter to run (default: this one).
+
+        Raises:
+            ServerUnavailableError: the server exited or did not listen in time; the
+                message carries the end of its stderr.
+        """
+        token = secrets.token_urlsafe(24)
+        cmd = [python or sys.executable, "-m", "napari_seem.cli", "serve"]
+        cmd += ["--host", "127.0.0.1", "--port", "0"]
+        for flag, value in (
+            ("--variant", variant),
+            ("--checkpoint", checkpoint),
+            ("--tile", tile),
+            ("--halo", halo),
+            ("--device", device),
+        ):
+            if value is not None:
+                cmd += [flag, str(value)]
+        for root in allow_roots:
+            cmd += ["--allow-root", str(root)]
+        cmd += list(extra_args)
+        env = {**os.environ, TOKEN_ENV: token, "PYTHONUNBUFFERED": "1"}  # token not in `ps`
+        process = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        stdout: collections.deque[str] = collections.deque(maxlen=200)
+        stderr: collections.deque[str] = collections.deque(maxlen=200)
+        found: list[tuple[str, str]] = []
+        ready = threading.Event()
+
+        def on_stdout(line: str) -> None:
+            match = LISTENING.search(line)
+            if match and not found:
+                found.append((match.group(1), match.group(2)))
+                ready.set()
+
+        # Both pipes are drained for the child's whole life, so it never blocks on a full pipe.
+        for pipe, lines, hook in (
+            (process.stdout, stdout, on_stdout),
+            (process.stderr, stderr, None),
+        ):
+            assert pipe is not None
+            threading.Thread(
+                target=_drain, args=(pipe, lines, hook), daemon=True, name="seem-serve-pipe"
+            ).start()
+
+        deadline = time.monotonic() + timeout
+        while not ready.wait(0.1):
+            if process.poll() is not None:
+                time.sleep(0.2)  # let the drain threads collect the last lines
+                raise ServerUnavailableError(
+                    f"napari-seem serve exited with code {process.returncode} before listening "
+                    f"(command: {' '.join(cmd)}). Its stderr:\n{_tail(stderr)}"
+                )
+            if time.monotonic() > deadline:
+                _stop(process)
+                raise ServerUnavailableError(
+                    f"napari-seem serve did not report listening within {timeout:.0f} s "
+                    f"(loading a large model can be slow: raise timeout=). Its stderr:\n"
+                    f"{_tail(stderr)}"
+                )
+        url, _ = found[0]
+        client = cls(url, token)
+        client._process = process
+        client._stderr = stderr
+        return client
+
+    @property
+    def process(self) -> subprocess.Popen[str] | None:
+        """The spawned server process, or ``None`` when connected by URL."""
+        return self._process
+
+    def close(self) -> None:
+        """Stop the spawned server (if any), the thread pool and the connection."""
+        if self._closed:
+            return
+        self._closed = True
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._http.close()
+        if self._process is not None:
+            _stop(self._process)
+
+    def __enter__(self) -> SeemClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ calls
+
+    def health(self) -> Future[HealthReply]:
+        return self._submit(lambda: HealthReply.model_validate(self._call("GET", "/health")))
+
+    def info(self) -> Future[InfoReply]:
+        return self._submit(lambda: InfoReply.model_validate(self._call("GET", "/info")))
+
+    def open_session(
+        self,
+        path: str | Path,
+        *,
+        bands: tuple[int, int, int] | None = None,
+        plane: Sequence[int] = (),
+    ) -> Future[SessionReply]:
+        """Open an image the SERVER can read (inside its allowed roots)."""
+        body = OpenSessionRequest(path=str(path), bands=bands, plane=list(plane))
+        return self._submit(
+            lambda: SessionReply.model_validate(self._call("POST", "/sessions", body))
+        )
+
+    def session_info(self, session_id: str) -> Future[SessionReply]:
+        return self._submit(
+            lambda: SessionReply.model_validate(self._call("GET", f"/sessions/{session_id}"))
+        )
+
+    def close_session(self, session_id: str) -> Future[None]:
+        return self._submit(lambda: self._none(self._call("DELETE", f"/sessions/{session_id}")))
+
+    def predict(
+        self, session_id: str, prompt: ObjectPrompt, *, object_id: str | None = None
+    ) -> Future[ObjectMask]:
+        """One object's mask (a level-0 crop with its offset), like :meth:`Engine.predict`."""
+        body = PredictRequest(prompt=prompt.to_dict(), object_id=object_id)
+
+        def call() -> ObjectMask:
+            reply = self._call("POST", f"/sessions/{session_id}/predict", body)
+            return object_mask_from_reply(ObjectMaskReply.model_validate(reply))
+
+        return self._submit(call)
+
+    def start_job(
+        self, session_id: str, *, box: tuple[int, int, int, int] | None = None
+    ) -> Future[JobStatusReply]:
+        """Start ``encode_region`` over ``box`` (default the whole image)."""
+        body = JobRequest(box=box)
+        return self._submit(
+            lambda: JobStatusReply.model_validate(
+                self._call("POST", f"/sessions/{session_id}/jobs", body)
+            )
+        )
+
+    def job_status(self, job_id: str) -> Future[JobStatusReply]:
+        return self._submit(
+            lambda: JobStatusReply.model_validate(self._call("GET", f"/jobs/{job_id}"))
+        )
+
+    def job_events(self, job_id: str, since: int = 0) -> Future[list[JobEventReply]]:
+        def call() -> list[JobEventReply]:
+            reply = self._call("GET", f"/jobs/{job_id}/events", params={"since": since})
+            return [JobEventReply.model_validate(e) for e in reply]
+
+        return self._submit(call)
+
+    def cancel_job(self, job_id: str) -> Future[JobStatusReply]:
+        return self._submit(
+            lambda: JobStatusReply.model_validate(self._call("POST", f"/jobs/{job_id}/cancel"))
+        )
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _submit(self, fn: Callable[[], T]) -> Future[T]:
+        if self._closed:
+            raise RuntimeError("this SeemClient is closed: create a new one")
+        return self._pool.submit(fn)
+
+    @staticmethod
+    def _none(_: Any) -> None:
+        return None
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        content = None if body is None else body.model_dump_json()
+        headers = {"Content-Type": "application/json"} if content is not None else None
+        try:
+            response = self._http.request(
+                method, path, content=content, headers=headers, params=params
+            )
+        except httpx.TransportError as exc:
+            raise self._unavailable(exc) from exc
+        if response.status_code >= 400:
+            raise _remote_error(response)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    def _unavailable(self, exc: Exception) -> ServerUnavailableError:
+        process = self._process
+        if process is not None:
+            code = process.poll()
+            if code is None:  # a dying process may need a moment to be reaped
+                try:
+                    code = process.wait(0.5)
+                except subprocess.TimeoutExpired:
+                    code = None
+            if code is not None:
+                return ServerUnavailableError(
+                    f"the model process died (exit code {code}); its work and sessions are "
+                    "lost. Restart it with SeemClient.spawn_local(...) (or `napari-seem serve`) "
+                    f"and open the image again. Its last stderr:\n{_tail(self._stderr)}"
+                )
+        return ServerUnavailableError(
+            f"cannot reach the napari-seem server at {self.url} ({type(exc).__name__}: {exc}): "
+            "is it running? Start it with `napari-seem serve` (or SeemClient.spawn_local) and "
+            "check the URL"
+        )
+
+
+def _remote_error(response: httpx.Response) -> RemoteError:
+    try:
+        error = ErrorReply.model_validate(response.json()).error
+        return RemoteError(error.type, error.message, response.status_code)
+    except ValueError:
+        text = response.text[:500]
+        return RemoteError(
+            "HTTPError", f"HTTP {response.status_code}: {text}", response.status_code
+        )
+
+
+def _drain(
+    pipe: IO[str], lines: collections.deque[str], hook: Callable[[str], None] | None
+) -> None:
+    try:
+        for line in pipe:
+            lines.append(line.rstrip("\n"))
+            if hook is not None:
+                hook(line)
+    except (OSError, ValueError):  # the pipe was closed under us
+        pass
+
+
+def _tail(lines: collections.deque[str], n: int = 40) -> str:
+    text = "\n".join(list(lines)[-n:])
+    return text or "(empty)"
+
+
+def _stop(process: subprocess.Popen[str], timeout: float = 10.0) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout)

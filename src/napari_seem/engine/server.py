@@ -1,0 +1,330 @@
+"""The engine over HTTP (tier T3): one endpoint per :class:`~napari_seem.engine.Engine` method.
+
+The transport knows nothing of SEEM: it validates requests with the models of
+:mod:`napari_seem.engine.protocol`, calls the engine, and maps every
+:class:`~napari_seem.engine.errors.EngineError` to a typed error reply
+``{"error": {"type", "message"}}``.
+
+Endpoints (all but ``/health`` need ``Authorization: Bearer <token>``):
+
+- ``GET /health``: liveness, no auth.
+- ``GET /info``: model, device, checkpoint, version, tile and halo.
+- ``POST /sessions``: open an image by path (inside an allowed root; 403 otherwise).
+- ``GET /sessions/{id}``, ``DELETE /sessions/{id}``: session info; close.
+- ``POST /sessions/{id}/predict``: one object prompt -> :class:`ObjectMaskReply`.
+- ``POST /sessions/{id}/jobs``: start ``encode_region`` (202).
+- ``GET /jobs/{id}``, ``GET /jobs/{id}/events?since=N``, ``POST /jobs/{id}/cancel``.
+
+Status codes: 401 bad/missing token, 403 path outside the allowed roots, 404 unknown
+session / job / route, 400 a request the engine cannot serve, 422 a malformed body or a
+prompt that is invalid or outside the image, 500 only for bugs (still a typed reply).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from napari_seem.engine.core import Engine, JobStatus, SessionInfo
+from napari_seem.engine.errors import (
+    EngineError,
+    InvalidRequestError,
+    PromptOutsideImageError,
+    UnknownJobError,
+    UnknownSessionError,
+)
+from napari_seem.engine.protocol import (
+    ErrorReply,
+    HealthReply,
+    InfoReply,
+    JobEventReply,
+    JobRequest,
+    JobStatusReply,
+    ObjectMaskReply,
+    OpenSessionRequest,
+    PredictRequest,
+    SessionReply,
+    object_mask_to_reply,
+)
+from napari_seem.prompts import ObjectPrompt
+
+__all__ = ["ApiError", "bind_socket", "create_app"]
+
+_log = logging.getLogger(__name__)
+
+_ENGINE_STATUS: dict[type[EngineError], int] = {
+    UnknownSessionError: 404,
+    UnknownJobError: 404,
+    PromptOutsideImageError: 422,
+    InvalidRequestError: 400,
+}
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorReply, "description": text}
+    for code, text in {
+        400: "a request the engine cannot serve as given",
+        401: "missing or wrong bearer token",
+        404: "unknown session or job",
+        422: "malformed request or invalid prompt",
+    }.items()
+}
+
+
+class ApiError(Exception):
+    """A transport-level refusal: ``status`` with a typed ``{"error": ...}`` body."""
+
+    def __init__(self, status: int, type_: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.type = type_
+        self.message = message
+
+
+def _reply(status: int, type_: str, message: str, **headers: str) -> JSONResponse:
+    body = {"error": {"type": type_, "message": message}}
+    return JSONResponse(body, status_code=status, headers=headers or None)
+
+
+def _session_reply(info: SessionInfo) -> SessionReply:
+    return SessionReply(
+        session_id=info.session_id,
+        image_shape=info.image_shape,
+        grid_shape=info.grid_shape,
+        tile_size=info.tile_size,
+        halo=info.halo,
+    )
+
+
+def _job_reply(status: JobStatus) -> JobStatusReply:
+    return JobStatusReply(
+        job_id=status.job_id,
+        kind=status.kind,
+        session_id=status.session_id,
+        state=status.state,
+        done=status.done,
+        total=status.total,
+        error=status.error,
+    )
+
+
+def _is_url(text: str) -> bool:
+    return "://" in text
+
+
+class _Roots:
+    """Where the server may read images: local directories and URL prefixes."""
+
+    def __init__(self, roots: Sequence[str | Path]) -> None:
+        self.dirs = [Path(r).expanduser().resolve() for r in roots if not _is_url(str(r))]
+        self.urls = [str(r).rstrip("/") + "/" for r in roots if _is_url(str(r))]
+
+    def check(self, path: str) -> str:
+        """The path to open (resolved), or :class:`ApiError` 403 when it is not allowed."""
+        allowed = ", ".join([*(str(d) for d in self.dirs), *self.urls]) or "none"
+        if _is_url(path):
+            if any(path.startswith(u) for u in self.urls):
+                return path
+        else:
+            resolved = Path(path).expanduser().resolve()  # symlinks cannot escape a root
+            if any(resolved == d or resolved.is_relative_to(d) for d in self.dirs):
+                return str(resolved)
+        raise ApiError(
+            403,
+            "PathNotAllowed",
+            f"{path!r} is outside the server's allowed roots ({allowed}): move the image "
+            "under one of them or restart the server with --allow-root DIR",
+        )
+
+
+def create_app(
+    engine: Engine, *, token: str, allowed_roots: Sequence[str | Path], version: str | None = None
+) -> FastAPI:
+    """The HTTP app serving ``engine``.
+
+    Args:
+        engine: the engine to serve; the app does not close it.
+        token: the bearer token every request but ``/health`` must carry.
+        allowed_roots: directories (and URL prefixes such as ``s3://bucket/data``) whose
+            images ``POST /sessions`` may open; everything else is refused with 403.
+        version: reported by ``/health`` and ``/info``; default the installed version.
+    """
+    if not token:
+        raise ValueError("create_app needs a non-empty token")
+    if version is None:
+        from napari_seem import __version__
+
+        version = __version__
+    served_version: str = version
+    roots = _Roots(allowed_roots)
+    bearer = HTTPBearer(auto_error=False, description="the token printed by napari-seem serve")
+
+    def authorize(
+        credentials: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
+    ) -> None:
+        given = "" if credentials is None else credentials.credentials
+        if not secrets.compare_digest(given.encode(), token.encode()):
+            raise ApiError(
+                401,
+                "Unauthorized",
+                "missing or wrong token: send 'Authorization: Bearer <token>' with the token "
+                "printed by `napari-seem serve`",
+            )
+
+    app = FastAPI(
+        title="napari-seem engine",
+        version=served_version,
+        description="SEEM promptable segmentation of large images; see "
+        "napari_seem.engine.protocol for the mask payload.",
+    )
+    auth = [Depends(authorize)]
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+        return _reply(exc.status, exc.type, exc.message, **headers)
+
+    @app.exception_handler(EngineError)
+    async def _engine_error(request: Request, exc: EngineError) -> JSONResponse:
+        status = next((s for t, s in _ENGINE_STATUS.items() if isinstance(exc, t)), 400)
+        return _reply(status, type(exc).__name__, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+            parts.append(f"{where or 'body'}: {err.get('msg', 'invalid')}")
+        return _reply(422, "ValidationError", "invalid request: " + "; ".join(parts))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        names = {404: "NotFound", 405: "MethodNotAllowed"}
+        return _reply(exc.status_code, names.get(exc.status_code, "HTTPError"), str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        _log.exception("unexpected error serving %s %s", request.method, request.url.path)
+        return _reply(
+            500,
+            "InternalError",
+            f"{type(exc).__name__}: {exc} (a bug in the server; the log has the traceback)",
+        )
+
+    @app.get("/health", response_model=HealthReply)
+    def health() -> HealthReply:
+        return HealthReply(version=served_version)
+
+    @app.get("/info", response_model=InfoReply, dependencies=auth, responses=_ERRORS)
+    def info() -> InfoReply:
+        model = engine.predictor.model
+        return InfoReply(
+            model=str(getattr(model, "name", type(model).__name__)),
+            device=str(getattr(model, "device", "unknown")),
+            checkpoint=engine.checkpoint_id,
+            version=served_version,
+            tile=engine.tile,
+            halo=engine.halo,
+        )
+
+    @app.post(
+        "/sessions",
+        response_model=SessionReply,
+        status_code=201,
+        dependencies=auth,
+        responses={**_ERRORS, 403: {"model": ErrorReply, "description": "path not allowed"}},
+    )
+    def open_session(body: OpenSessionRequest) -> SessionReply:
+        path = roots.check(body.path)
+        session_id = engine.open_session(path, bands=body.bands, plane=tuple(body.plane))
+        return _session_reply(engine.session_info(session_id))
+
+    @app.get(
+        "/sessions/{session_id}", response_model=SessionReply, dependencies=auth, responses=_ERRORS
+    )
+    def session_info(session_id: str) -> SessionReply:
+        return _session_reply(engine.session_info(session_id))
+
+    @app.delete("/sessions/{session_id}", status_code=204, dependencies=auth, responses=_ERRORS)
+    def close_session(session_id: str) -> None:
+        engine.close_session(session_id)
+
+    @app.post(
+        "/sessions/{session_id}/predict",
+        response_model=ObjectMaskReply,
+        dependencies=auth,
+        responses=_ERRORS,
+    )
+    def predict(session_id: str, body: PredictRequest) -> ObjectMaskReply:
+        try:
+            prompt = ObjectPrompt.from_dict(body.prompt)
+        except (ValueError, TypeError, KeyError) as exc:  # PromptError is a ValueError
+            raise ApiError(422, "PromptError", f"invalid prompt: {exc}") from None
+        return object_mask_to_reply(engine.predict(session_id, prompt, object_id=body.object_id))
+
+    @app.post(
+        "/sessions/{session_id}/jobs",
+        response_model=JobStatusReply,
+        status_code=202,
+        dependencies=auth,
+        responses=_ERRORS,
+    )
+    def start_job(session_id: str, body: JobRequest) -> JobStatusReply:
+        params = {} if body.box is None else {"box": body.box}
+        job_id = engine.start_job(body.kind, session_id, **params)
+        return _job_reply(engine.job_status(job_id))
+
+    @app.get("/jobs/{job_id}", response_model=JobStatusReply, dependencies=auth, responses=_ERRORS)
+    def job_status(job_id: str) -> JobStatusReply:
+        return _job_reply(engine.job_status(job_id))
+
+    @app.get(
+        "/jobs/{job_id}/events",
+        response_model=list[JobEventReply],
+        dependencies=auth,
+        responses=_ERRORS,
+    )
+    def job_events(job_id: str, since: int = 0) -> list[JobEventReply]:
+        return [
+            JobEventReply(
+                job_id=e.job_id, seq=e.seq, state=e.state, done=e.done, total=e.total, error=e.error
+            )
+            for e in engine.events(job_id, since=max(since, 0))
+        ]
+
+    @app.post(
+        "/jobs/{job_id}/cancel",
+        response_model=JobStatusReply,
+        dependencies=auth,
+        responses=_ERRORS,
+    )
+    def cancel_job(job_id: str) -> JobStatusReply:
+        engine.cancel_job(job_id)
+        return _job_reply(engine.job_status(job_id))
+
+    return app
+
+
+def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (``port=0``: a free port, read it back with
+    ``sock.getsockname()[1]``); pass it to ``uvicorn.Server.run(sockets=[sock])``."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(128)  # connections queue here until uvicorn starts accepting
+    sock.set_inheritable(True)
+    return sock
