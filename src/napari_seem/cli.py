@@ -143,11 +143,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from napari_seem.engine import Engine, InvalidRequestError
-    from napari_seem.engine.server import bind_socket, create_app
+    from napari_seem.engine.server import bind_socket, check_bind_host, create_app
     from napari_seem.model.build import build_seem
     from napari_seem.model.checkpoint import CheckpointError
 
-    token = args.token or os.environ.get("NAPARI_SEEM_TOKEN") or secrets.token_urlsafe(24)
+    given = args.token or os.environ.get("NAPARI_SEEM_TOKEN") or None
+    try:  # before loading the model: a refused host fails fast
+        check_bind_host(args.host, allow_remote=args.allow_remote, token=given)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    token = given or secrets.token_urlsafe(24)
     roots = [r if "://" in r else str(Path(r).expanduser().resolve()) for r in args.allow_root] or [
         str(Path.cwd())
     ]
@@ -213,7 +218,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve the engine over HTTP. Prints 'napari-seem serve: listening on "
         "http://HOST:PORT token=TOKEN' once the model is loaded.",
     )
-    serve.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface (default 127.0.0.1); a non-loopback one needs --allow-remote",
+    )
+    serve.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a non-loopback --host (e.g. 0.0.0.0); needs an explicit --token or "
+        "$NAPARI_SEEM_TOKEN of at least 16 characters. The token travels in clear text: "
+        "prefer an SSH tunnel or a TLS proxy",
+    )
     serve.add_argument("--port", type=int, default=0, help="port; 0 picks a free one (default)")
     serve.add_argument(
         "--token",

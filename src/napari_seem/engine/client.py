@@ -7,6 +7,10 @@ model process died.
 
 :meth:`SeemClient.spawn_local` starts ``napari-seem serve`` as a child process on
 127.0.0.1 with a free port and a random token, and :meth:`SeemClient.close` stops it.
+When that child dies, the failing call raises :class:`ServerUnavailableError` ("the model
+process died"); :meth:`SeemClient.restart` (or ``spawn_local(auto_restart=True)``, on the
+next call) starts a new one with the same arguments. Its sessions are gone: the caller
+opens the image again.
 
 This module imports neither torch nor FastAPI.
 """
@@ -24,7 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, NamedTuple, TypeVar
 
 import httpx
 
@@ -86,12 +90,16 @@ class SeemClient:
     ) -> None:
         self.url = url.rstrip("/")
         self.token = token
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        self._timeout = timeout
+        self._http = _http_client(self.url, token, timeout)
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="seem-client")
         self._process: subprocess.Popen[str] | None = None
         self._stderr: collections.deque[str] = collections.deque(maxlen=200)
         self._closed = False
+        self._spawn: dict[str, Any] | None = None  # spawn_local's arguments, for restart()
+        self._auto_restart = False
+        self._death_reported = False
+        self._restart_lock = threading.Lock()
 
     # ------------------------------------------------------------------ local server
 
@@ -108,6 +116,7 @@ class SeemClient:
         timeout: float = 300.0,
         python: str | None = None,
         extra_args: Sequence[str] = (),
+        auto_restart: bool = False,
     ) -> SeemClient:
         """Start ``napari-seem serve`` on 127.0.0.1 (free port, random token) and connect.
 
@@ -117,76 +126,79 @@ class SeemClient:
             allow_roots: directories whose images the server may open.
             timeout: seconds to wait for the server to load its model and listen.
             python: interpreter to run (default: this one).
+            extra_args: more ``serve`` arguments.
+            auto_restart: when the server dies, the failing call still raises
+                :class:`ServerUnavailableError` (once); the NEXT call first starts a new
+                server with the same arguments (see :meth:`restart`: sessions are lost and
+                must be opened again; old session ids answer 404).
 
         Raises:
             ServerUnavailableError: the server exited or did not listen in time; the
                 message carries the end of its stderr.
         """
-        token = secrets.token_urlsafe(24)
-        cmd = [python or sys.executable, "-m", "napari_seem.cli", "serve"]
-        cmd += ["--host", "127.0.0.1", "--port", "0"]
-        for flag, value in (
-            ("--variant", variant),
-            ("--checkpoint", checkpoint),
-            ("--tile", tile),
-            ("--halo", halo),
-            ("--device", device),
-        ):
-            if value is not None:
-                cmd += [flag, str(value)]
-        for root in allow_roots:
-            cmd += ["--allow-root", str(root)]
-        cmd += list(extra_args)
-        env = {**os.environ, TOKEN_ENV: token, "PYTHONUNBUFFERED": "1"}  # token not in `ps`
-        process = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        stdout: collections.deque[str] = collections.deque(maxlen=200)
-        stderr: collections.deque[str] = collections.deque(maxlen=200)
-        found: list[tuple[str, str]] = []
-        ready = threading.Event()
-
-        def on_stdout(line: str) -> None:
-            match = LISTENING.search(line)
-            if match and not found:
-                found.append((match.group(1), match.group(2)))
-                ready.set()
-
-        # Both pipes are drained for the child's whole life, so it never blocks on a full pipe.
-        for pipe, lines, hook in (
-            (process.stdout, stdout, on_stdout),
-            (process.stderr, stderr, None),
-        ):
-            assert pipe is not None
-            threading.Thread(
-                target=_drain, args=(pipe, lines, hook), daemon=True, name="seem-serve-pipe"
-            ).start()
-
-        deadline = time.monotonic() + timeout
-        while not ready.wait(0.1):
-            if process.poll() is not None:
-                time.sleep(0.2)  # let the drain threads collect the last lines
-                raise ServerUnavailableError(
-                    f"napari-seem serve exited with code {process.returncode} before listening "
-                    f"(command: {' '.join(cmd)}). Its stderr:\n{_tail(stderr)}"
-                )
-            if time.monotonic() > deadline:
-                _stop(process)
-                raise ServerUnavailableError(
-                    f"napari-seem serve did not report listening within {timeout:.0f} s "
-                    f"(loading a large model can be slow: raise timeout=). Its stderr:\n"
-                    f"{_tail(stderr)}"
-                )
-        url, _ = found[0]
-        client = cls(url, token)
-        client._process = process
-        client._stderr = stderr
+        spawn = {
+            "variant": variant,
+            "checkpoint": checkpoint,
+            "allow_roots": tuple(allow_roots),
+            "tile": tile,
+            "halo": halo,
+            "device": device,
+            "timeout": timeout,
+            "python": python,
+            "extra_args": tuple(extra_args),
+        }
+        launched = _launch(**spawn)  # type: ignore[arg-type]
+        client = cls(launched.url, launched.token)
+        client._process = launched.process
+        client._stderr = launched.stderr
+        client._spawn = spawn
+        client._auto_restart = auto_restart
         return client
+
+    def restart(self) -> None:
+        """Stop the spawned server (if still running) and start a new one, same arguments.
+
+        Blocks until the new server listens (the model loads again). The new server has a
+        new port and token and knows none of the old sessions or jobs: open the image
+        again with :meth:`open_session` (old session ids answer 404). Calls in flight on
+        the old server fail.
+
+        Raises:
+            RuntimeError: this client was not made by :meth:`spawn_local`, or is closed.
+            ServerUnavailableError: the new server did not start (as in ``spawn_local``).
+        """
+        if self._spawn is None:
+            raise RuntimeError(
+                "restart() needs a client made by SeemClient.spawn_local; this one connects "
+                f"to {self.url}: restart that server yourself"
+            )
+        with self._restart_lock:
+            if self._closed:
+                raise RuntimeError("this SeemClient is closed: create a new one")
+            self._relaunch()
+
+    def _relaunch(self) -> None:
+        assert self._spawn is not None
+        if self._process is not None:
+            _stop(self._process)
+        launched = _launch(**self._spawn)
+        old = self._http
+        self.url, self.token = launched.url, launched.token
+        self._http = _http_client(self.url, self.token, self._timeout)
+        self._process = launched.process
+        self._stderr = launched.stderr
+        self._death_reported = False
+        old.close()
+
+    def _restart_if_dead(self) -> None:
+        """The ``auto_restart`` hook: respawn once the death has been reported."""
+        with self._restart_lock:
+            if self._closed or not self._death_reported:
+                return
+            if self._process is not None and self._process.poll() is None:
+                self._death_reported = False  # someone restarted it meanwhile
+                return
+            self._relaunch()
 
     @property
     def process(self) -> subprocess.Popen[str] | None:
@@ -200,8 +212,9 @@ class SeemClient:
         self._closed = True
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._http.close()
-        if self._process is not None:
-            _stop(self._process)
+        with self._restart_lock:  # waits for a restart in progress, then stops its server
+            if self._process is not None:
+                _stop(self._process)
 
     def __enter__(self) -> SeemClient:
         return self
@@ -297,6 +310,8 @@ class SeemClient:
         *,
         params: dict[str, Any] | None = None,
     ) -> Any:
+        if self._auto_restart and self._death_reported:
+            self._restart_if_dead()
         content = None if body is None else body.model_dump_json()
         headers = {"Content-Type": "application/json"} if content is not None else None
         try:
@@ -321,16 +336,111 @@ class SeemClient:
                 except subprocess.TimeoutExpired:
                     code = None
             if code is not None:
+                self._death_reported = True
+                restart = (
+                    "the next call starts a new one (auto_restart)"
+                    if self._auto_restart
+                    else "restart it with client.restart() (or a new SeemClient.spawn_local)"
+                )
                 return ServerUnavailableError(
                     f"the model process died (exit code {code}); its work and sessions are "
-                    "lost. Restart it with SeemClient.spawn_local(...) (or `napari-seem serve`) "
-                    f"and open the image again. Its last stderr:\n{_tail(self._stderr)}"
+                    f"lost: {restart}, then open the image again. Its last stderr:\n"
+                    f"{_tail(self._stderr)}"
                 )
         return ServerUnavailableError(
             f"cannot reach the napari-seem server at {self.url} ({type(exc).__name__}: {exc}): "
             "is it running? Start it with `napari-seem serve` (or SeemClient.spawn_local) and "
             "check the URL"
         )
+
+
+class _Launched(NamedTuple):
+    process: subprocess.Popen[str]
+    url: str
+    token: str
+    stderr: collections.deque[str]
+
+
+def _launch(
+    *,
+    variant: str | None,
+    checkpoint: str | Path | None,
+    allow_roots: Sequence[str | Path],
+    tile: int | None,
+    halo: int | None,
+    device: str | None,
+    timeout: float,
+    python: str | None,
+    extra_args: Sequence[str],
+) -> _Launched:
+    """Start ``napari-seem serve`` on 127.0.0.1 and wait until it listens."""
+    token = secrets.token_urlsafe(24)
+    cmd = [python or sys.executable, "-m", "napari_seem.cli", "serve"]
+    cmd += ["--host", "127.0.0.1", "--port", "0"]
+    for flag, value in (
+        ("--variant", variant),
+        ("--checkpoint", checkpoint),
+        ("--tile", tile),
+        ("--halo", halo),
+        ("--device", device),
+    ):
+        if value is not None:
+            cmd += [flag, str(value)]
+    for root in allow_roots:
+        cmd += ["--allow-root", str(root)]
+    cmd += list(extra_args)
+    env = {**os.environ, TOKEN_ENV: token, "PYTHONUNBUFFERED": "1"}  # token not in `ps`
+    process = subprocess.Popen(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    stdout: collections.deque[str] = collections.deque(maxlen=200)
+    stderr: collections.deque[str] = collections.deque(maxlen=200)
+    found: list[tuple[str, str]] = []
+    ready = threading.Event()
+
+    def on_stdout(line: str) -> None:
+        match = LISTENING.search(line)
+        if match and not found:
+            found.append((match.group(1), match.group(2)))
+            ready.set()
+
+    # Both pipes are drained for the child's whole life, so it never blocks on a full pipe.
+    for pipe, lines, hook in (
+        (process.stdout, stdout, on_stdout),
+        (process.stderr, stderr, None),
+    ):
+        assert pipe is not None
+        threading.Thread(
+            target=_drain, args=(pipe, lines, hook), daemon=True, name="seem-serve-pipe"
+        ).start()
+
+    deadline = time.monotonic() + timeout
+    while not ready.wait(0.1):
+        if process.poll() is not None:
+            time.sleep(0.2)  # let the drain threads collect the last lines
+            raise ServerUnavailableError(
+                f"napari-seem serve exited with code {process.returncode} before listening "
+                f"(command: {' '.join(cmd)}). Its stderr:\n{_tail(stderr)}"
+            )
+        if time.monotonic() > deadline:
+            _stop(process)
+            raise ServerUnavailableError(
+                f"napari-seem serve did not report listening within {timeout:.0f} s "
+                f"(loading a large model can be slow: raise timeout=). Its stderr:\n"
+                f"{_tail(stderr)}"
+            )
+    url, _ = found[0]
+    return _Launched(process, url, token, stderr)
+
+
+def _http_client(url: str, token: str | None, timeout: float) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=url, headers=headers, timeout=timeout)
 
 
 def _remote_error(response: httpx.Response) -> RemoteError:

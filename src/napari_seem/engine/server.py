@@ -16,12 +16,21 @@ Endpoints (all but ``/health`` need ``Authorization: Bearer <token>``):
 - ``GET /jobs/{id}``, ``GET /jobs/{id}/events?since=N``, ``POST /jobs/{id}/cancel``.
 
 Status codes: 401 bad/missing token, 403 path outside the allowed roots, 404 unknown
-session / job / route, 400 a request the engine cannot serve, 422 a malformed body or a
-prompt that is invalid or outside the image, 500 only for bugs (still a typed reply).
+session / job / route, 400 a request the engine cannot serve, 413 a body larger than
+``max_body_bytes`` (``BodyTooLarge``), 422 a malformed body (bad JSON included) or a
+prompt that is invalid (non-finite coordinates), outside the image or too large
+(``PromptTooLarge``: more than ``max_visual_prompts`` visual prompts or ``max_points``
+points / vertices in one object), 500 only for bugs (still a typed reply).
+
+**Exposure.** The server is meant for 127.0.0.1; ``napari-seem serve`` refuses any other
+interface unless given ``--allow-remote`` and an explicit token (see
+:func:`check_bind_host`). The bearer token travels in clear text over plain HTTP: put a
+TLS proxy in front of a server reachable from other machines.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import secrets
 import socket
@@ -34,6 +43,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from napari_seem.engine.core import Engine, JobStatus, SessionInfo
 from napari_seem.engine.errors import (
@@ -58,7 +68,26 @@ from napari_seem.engine.protocol import (
 )
 from napari_seem.prompts import ObjectPrompt
 
-__all__ = ["ApiError", "bind_socket", "create_app"]
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_POINTS",
+    "DEFAULT_MAX_VISUAL_PROMPTS",
+    "MIN_REMOTE_TOKEN_LENGTH",
+    "ApiError",
+    "bind_socket",
+    "check_bind_host",
+    "create_app",
+    "is_loopback_host",
+]
+
+DEFAULT_MAX_BODY_BYTES = 16 * 1024**2
+"""Largest request body the server reads (bigger: 413 ``BodyTooLarge``)."""
+DEFAULT_MAX_VISUAL_PROMPTS = 64
+"""Most visual prompts in one object prompt (more: 422 ``PromptTooLarge``)."""
+DEFAULT_MAX_POINTS = 10_000
+"""Most points + vertices over one object's visual prompts (more: 422 ``PromptTooLarge``)."""
+MIN_REMOTE_TOKEN_LENGTH = 16
+"""Shortest token accepted on a non-loopback interface."""
 
 _log = logging.getLogger(__name__)
 
@@ -75,7 +104,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         400: "a request the engine cannot serve as given",
         401: "missing or wrong bearer token",
         404: "unknown session or job",
-        422: "malformed request or invalid prompt",
+        413: "request body larger than the server's limit",
+        422: "malformed request, invalid or too large prompt",
     }.items()
 }
 
@@ -93,6 +123,121 @@ class ApiError(Exception):
 def _reply(status: int, type_: str, message: str, **headers: str) -> JSONResponse:
     body = {"error": {"type": type_, "message": message}}
     return JSONResponse(body, status_code=status, headers=headers or None)
+
+
+class _BodyLimit:
+    """ASGI middleware: refuse a request body over ``limit`` bytes with 413.
+
+    A ``Content-Length`` over the limit is refused before any byte is read; a chunked
+    body is counted as it arrives (and buffered, at most ``limit`` bytes) and refused
+    once it exceeds the limit, before the app sees it.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or ()).get(b"content-length")
+        if declared is not None:
+            try:
+                too_large = int(declared) > self.limit
+            except ValueError:
+                too_large = False  # the server rejects a malformed header itself
+            if too_large:
+                await self._refuse(scope, receive, send, int(declared))
+                return
+        messages: list[Message] = []
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.limit:
+                await self._refuse(scope, receive, send, None)
+                return
+            if not message.get("more_body", False):
+                break
+
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, size: int | None) -> None:
+        got = "more" if size is None else f"{size} bytes"
+        response = _reply(
+            413,
+            "BodyTooLarge",
+            f"the request body ({got}) exceeds the server's limit of {self.limit} bytes: "
+            "send fewer prompt points (images travel by path, never in the body)",
+            Connection="close",
+        )
+        await response(scope, receive, send)
+
+
+def _count_points(prompt: ObjectPrompt) -> int:
+    """Points + vertices over the visual prompts (a box counts 2, a mask 1)."""
+    total = 0
+    for visual in prompt.visual:
+        coords = getattr(visual, "coords", getattr(visual, "vertices", None))
+        total += 2 if visual.kind == "box" else 1 if coords is None else len(coords)
+    return total
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` names a loopback interface only (``localhost``, 127.x, ``::1``).
+
+    Wildcards (``0.0.0.0``, ``::``), other addresses and other host names are not.
+    """
+    name = host.strip().strip("[]")
+    if name.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def check_bind_host(host: str, *, allow_remote: bool, token: str | None) -> None:
+    """Refuse to serve on a non-loopback ``host`` unless asked to and protected.
+
+    Args:
+        host: the interface to bind.
+        allow_remote: the operator's explicit consent (``serve --allow-remote``).
+        token: the token given explicitly (``--token`` or ``$NAPARI_SEEM_TOKEN``); a
+            generated one is ``None`` here, as nobody could have shared it safely.
+
+    Raises:
+        ValueError: with what to do, when ``host`` is not loopback and consent or a
+            strong enough token is missing.
+    """
+    if is_loopback_host(host):
+        return
+    if not allow_remote:
+        raise ValueError(
+            f"refusing to listen on {host!r}, which is not a loopback interface: anyone who "
+            "can reach it could run the model and read images under the allowed roots. Use "
+            "--host 127.0.0.1 (and an SSH tunnel), or pass --allow-remote with --token "
+            "(or $NAPARI_SEEM_TOKEN) to expose it deliberately"
+        )
+    if not token:
+        raise ValueError(
+            f"--allow-remote on {host!r} needs an explicit token: pass --token TOKEN or set "
+            "$NAPARI_SEEM_TOKEN (e.g. python -c 'import secrets; "
+            "print(secrets.token_urlsafe(24))')"
+        )
+    if len(token) < MIN_REMOTE_TOKEN_LENGTH:
+        raise ValueError(
+            f"the token is too short for a remote server ({len(token)} characters; at least "
+            f"{MIN_REMOTE_TOKEN_LENGTH}): use e.g. python -c 'import secrets; "
+            "print(secrets.token_urlsafe(24))'"
+        )
 
 
 def _session_reply(info: SessionInfo) -> SessionReply:
@@ -147,7 +292,14 @@ class _Roots:
 
 
 def create_app(
-    engine: Engine, *, token: str, allowed_roots: Sequence[str | Path], version: str | None = None
+    engine: Engine,
+    *,
+    token: str,
+    allowed_roots: Sequence[str | Path],
+    version: str | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_visual_prompts: int = DEFAULT_MAX_VISUAL_PROMPTS,
+    max_points: int = DEFAULT_MAX_POINTS,
 ) -> FastAPI:
     """The HTTP app serving ``engine``.
 
@@ -157,9 +309,14 @@ def create_app(
         allowed_roots: directories (and URL prefixes such as ``s3://bucket/data``) whose
             images ``POST /sessions`` may open; everything else is refused with 403.
         version: reported by ``/health`` and ``/info``; default the installed version.
+        max_body_bytes: largest request body read; a larger one is refused with 413.
+        max_visual_prompts: most visual prompts in one object prompt (more: 422).
+        max_points: most points + vertices over one object's visual prompts (more: 422).
     """
     if not token:
         raise ValueError("create_app needs a non-empty token")
+    if min(max_body_bytes, max_visual_prompts, max_points) < 1:
+        raise ValueError("create_app's limits must be positive")
     if version is None:
         from napari_seem import __version__
 
@@ -187,6 +344,7 @@ def create_app(
         "napari_seem.engine.protocol for the mask payload.",
     )
     auth = [Depends(authorize)]
+    app.add_middleware(_BodyLimit, limit=int(max_body_bytes))
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -265,10 +423,26 @@ def create_app(
         responses=_ERRORS,
     )
     def predict(session_id: str, body: PredictRequest) -> ObjectMaskReply:
+        visual = body.prompt.get("visual")
+        if isinstance(visual, list) and len(visual) > max_visual_prompts:
+            raise ApiError(
+                422,
+                "PromptTooLarge",
+                f"the prompt has {len(visual)} visual prompts; at most {max_visual_prompts} "
+                "per object: merge clicks into one points prompt",
+            )
         try:
             prompt = ObjectPrompt.from_dict(body.prompt)
         except (ValueError, TypeError, KeyError) as exc:  # PromptError is a ValueError
             raise ApiError(422, "PromptError", f"invalid prompt: {exc}") from None
+        points = _count_points(prompt)
+        if points > max_points:
+            raise ApiError(
+                422,
+                "PromptTooLarge",
+                f"the prompt has {points} points and vertices; at most {max_points} per "
+                "object: simplify the scribbles or polygons",
+            )
         return object_mask_to_reply(engine.predict(session_id, prompt, object_id=body.object_id))
 
     @app.post(
