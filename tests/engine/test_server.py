@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +10,6 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 import zarr
 
 from napari_seem.datasets.synthetic import synthetic_nuclei
@@ -23,6 +21,7 @@ from napari_seem.model.build import build_seem
 from napari_seem.model.seem import SeemModel
 from napari_seem.prompts import Box, ObjectPrompt, Points
 from napari_seem.results import ObjectMask
+from tests.engine.harness import served
 
 SHAPE = (200, 300)
 TILE, HALO = 128, 16  # core 96: a 3 x 4 grid
@@ -60,18 +59,8 @@ def engine(model: SeemModel) -> Iterator[Engine]:
 @pytest.fixture(scope="module")
 def url(engine: Engine, data_dir: Path) -> Iterator[str]:
     app = create_app(engine, token=TOKEN, allowed_roots=[data_dir])
-    sock = bind_socket("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with served(app) as base_url:
+        yield base_url
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,6 @@ Real uvicorn servers on 127.0.0.1 (in a thread, or a spawned ``napari-seem serve
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,6 @@ import httpx
 import numpy as np
 import psutil
 import pytest
-import uvicorn
 import zarr
 
 from napari_seem.cli import main
@@ -23,7 +20,6 @@ from napari_seem.datasets.synthetic import synthetic_nuclei
 from napari_seem.engine import Engine
 from napari_seem.engine.client import RemoteError, SeemClient, ServerUnavailableError
 from napari_seem.engine.server import (
-    bind_socket,
     check_bind_host,
     create_app,
     is_loopback_host,
@@ -31,6 +27,7 @@ from napari_seem.engine.server import (
 from napari_seem.model.build import build_seem
 from napari_seem.model.seem import SeemModel
 from napari_seem.prompts import Box, ObjectPrompt, Points
+from tests.engine.harness import served
 
 TOKEN = "limits-token-0123456789"
 LIMIT = 4096  # bytes of body, small so tests stay fast
@@ -44,21 +41,6 @@ def model() -> SeemModel:
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("limits")
-
-
-def _serve(app: Any) -> Iterator[str]:
-    sock = bind_socket("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +59,8 @@ def small_url(model: SeemModel, data_dir: Path) -> Iterator[str]:
             max_visual_prompts=4,
             max_points=50,
         )
-        yield from _serve(app)
+        with served(app) as base_url:
+            yield base_url
 
 
 @pytest.fixture(scope="module")
@@ -308,7 +291,7 @@ def test_a_huge_lazy_zarr_answers_a_small_crop(model: SeemModel, data_dir: Path)
     process = psutil.Process()
     with Engine(model, tile=256, halo=32) as engine:
         app = create_app(engine, token=TOKEN, allowed_roots=[data_dir])
-        for url in _serve(app):
+        with served(app) as url:
             rss = process.memory_info().rss
             with SeemClient(url, TOKEN) as client:
                 info = client.open_session(path).result(120)
