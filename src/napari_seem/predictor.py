@@ -34,7 +34,6 @@ from napari_seem.model.build import build_seem, get_config
 from napari_seem.model.decoder import ImageMemory
 from napari_seem.model.decoder_outputs import class_logits
 from napari_seem.model.postprocess import (
-    best_grounding_queries,
     instance_inference,
     l2_normalize,
     panoptic_inference,
@@ -422,9 +421,7 @@ class SeemPredictor:
         results = []
         for p, obj in enumerate(objects):
             mask = _bound_by_boxes(masks[p], obj)
-            prob = torch.sigmoid(logits[p].float())
-            inside = prob > 0.5
-            score = float(prob[inside].mean()) if bool(inside.any()) else 0.0
+            score = _mask_score(logits[p])
             name, name_score = names[p], name_scores[p]
             if obj.text is not None:
                 sim = torch.dot(l2_normalize(captions[p].float()), self._sentence(obj.text.text))
@@ -538,25 +535,6 @@ class SeemPredictor:
         return SegmentationResult(enc.image_shape, tuple(objects))
 
     @torch.no_grad()
-    def best_grounding(self, texts: Sequence[str]) -> list[int]:
-        """The official single answer per phrase: grounding-query indices (for checks)."""
-        enc = self.encoded
-        with self._inference():
-            tokens, padding = self.model.text_encoder.grounding_tokens(list(texts), self.tokenizer)
-            out = self.model.decode(
-                enc.features,
-                grounding_tokens=tokens,
-                grounding_padding=padding,
-                tasks=("grounding",),
-            )
-        assert out.pred_gtexts is not None
-        sentences = torch.stack([self._sentence(t) for t in texts])
-        sim = vl_similarity(
-            out.pred_gtexts[0].float(), sentences, self.model.text_encoder.logit_scale.float()
-        )
-        return best_grounding_queries(sim).tolist()
-
-    @torch.no_grad()
     def refer(
         self, example: ReferringExample, *, example_image: npt.ArrayLike | None = None
     ) -> SegmentationResult:
@@ -592,8 +570,7 @@ class SeemPredictor:
         assert out.prev_mask is not None
         logits = out.prev_mask[0]
         mask = self._to_image(logits)[0]
-        prob = torch.sigmoid(logits[0].float())
-        score = float(prob[prob > 0.5].mean()) if bool((prob > 0.5).any()) else 0.0
+        score = _mask_score(logits[0])
         obj = ObjectMask.from_full(
             mask, score=score, class_name=example.label, prompt=example, source="referring"
         )
@@ -705,6 +682,13 @@ class SeemPredictor:
         else:
             raise ValueError(f"mode must be 'panoptic', 'instance' or 'semantic'; got {mode!r}")
         return SegmentationResult(enc.image_shape, tuple(objects))
+
+
+def _mask_score(logits: torch.Tensor) -> float:
+    """Mean probability inside the mask of ``(h, w)`` logits (0 for an empty mask)."""
+    prob = torch.sigmoid(logits.float())
+    inside = prob > 0.5
+    return float(prob[inside].mean()) if bool(inside.any()) else 0.0
 
 
 def _known(name: str) -> bool:
