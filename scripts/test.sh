@@ -16,7 +16,8 @@ PY="${PYTHON:-python3}"
 
 apt_packages=(xvfb libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb-cursor0 libxcb-image0
               libxcb-render-util0 libxcb-shape0 libxcb-randr0 libxkbcommon-x11-0 libgl1 libegl1
-              libgl1-mesa-dri libdbus-1-3 libfontconfig1)
+              libgl1-mesa-dri libdbus-1-3 libfontconfig1
+              chromium)  # chromium: the real-browser test of the Jupyter widget (Playwright)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
