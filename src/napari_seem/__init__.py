@@ -8,6 +8,7 @@ that are imported on first use.
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 from napari_seem.prompts import (
     Box,
@@ -22,6 +23,9 @@ from napari_seem.prompts import (
     TextPrompt,
 )
 from napari_seem.results import ObjectMask, SegmentationResult
+
+if TYPE_CHECKING:
+    from napari_seem.api import segment, segment_everything
 
 try:
     __version__ = version("napari-seem")
@@ -42,4 +46,17 @@ __all__ = [
     "SegmentationResult",
     "TextPrompt",
     "__version__",
+    "segment",
+    "segment_everything",
 ]
+
+_API = ("segment", "segment_everything")
+
+
+def __getattr__(name: str) -> Any:
+    # the scripting API builds engines (torch) on first use: import it only when asked for
+    if name in _API:
+        from napari_seem import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'napari_seem' has no attribute {name!r}")

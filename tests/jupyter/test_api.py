@@ -1,0 +1,182 @@
+"""``napari_seem.segment`` / ``segment_everything``: every prompt kind, every image kind."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+import napari_seem
+from napari_seem import Points, PromptError, ReferringExample
+from napari_seem.api import Cancelled, clear_model_cache, get_backend
+from napari_seem.datasets.synthetic import synthetic_nuclei
+
+SHAPE = (192, 256)
+
+
+@pytest.fixture(scope="module")
+def image() -> np.ndarray:
+    return synthetic_nuclei(SHAPE, n_objects=12, seed=1).image
+
+
+def _check(result: napari_seem.SegmentationResult, count: int, source: str) -> None:
+    assert isinstance(result, napari_seem.SegmentationResult)
+    assert result.image_shape == SHAPE and len(result) == count
+    assert all(o.source == source for o in result)
+    labels = result.to_labels()
+    assert labels.shape == SHAPE and labels.dtype == np.uint32
+
+
+def test_import_is_lazy() -> None:
+    code = (
+        "import sys, napari_seem; f = napari_seem.segment; "
+        "print(sorted(m for m in ('torch', 'ipywidgets', 'anywidget') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_points_with_labels_give_one_object(image: np.ndarray) -> None:
+    result = napari_seem.segment(image, points=[(90, 120), (20, 20)], point_labels=[1, 0])
+    _check(result, 1, "interactive")
+    prompt = result[0].prompt
+    assert prompt is not None and prompt.visual[0].positive.tolist() == [True, False]
+
+
+def test_each_box_is_an_object_and_bounds_its_mask(image: np.ndarray) -> None:
+    boxes = np.array([(10, 10, 60, 70), (100, 120, 150, 200)])
+    result = napari_seem.segment(image, boxes=boxes)
+    _check(result, 2, "interactive")
+    for obj, (r0, c0, r1, c1) in zip(result, boxes, strict=True):
+        if obj.bbox is not None:
+            br0, bc0, br1, bc1 = obj.bbox
+            assert br0 >= r0 and bc0 >= c0 and br1 <= r1 + 1 and bc1 <= c1 + 1
+
+
+def test_scribbles_masks_and_composed_text(image: np.ndarray) -> None:
+    scribble = np.array([(50, 50), (60, 80), (70, 90)])
+    _check(napari_seem.segment(image, scribbles=[scribble]), 1, "interactive")
+    mask = np.zeros(SHAPE, bool)
+    mask[80:100, 100:130] = True
+    _check(napari_seem.segment(image, masks=mask), 1, "interactive")
+    composed = napari_seem.segment(image, points=[(90, 120)], text="nucleus")
+    assert composed[0].class_name == "nucleus"
+
+
+def test_text_alone_grounds_each_phrase(image: np.ndarray) -> None:
+    result = napari_seem.segment(image, text=["nucleus", "background"])
+    assert len(result) >= 2 and {o.class_name for o in result} == {"nucleus", "background"}
+    assert all(o.source == "grounding" for o in result)
+
+
+def test_referring_example_from_another_image(image: np.ndarray) -> None:
+    other = synthetic_nuclei(SHAPE, n_objects=12, seed=2).image
+    example = ReferringExample.from_image(other, Points.click(96, 128), label="nucleus")
+    result = napari_seem.segment(image, example=example)
+    _check(result, 1, "referring")
+    assert result[0].class_name == "nucleus"
+
+
+def test_zarr_dask_and_path_inputs_agree_with_numpy(image: np.ndarray, tmp_path: Path) -> None:
+    dask_array = pytest.importorskip("dask.array")
+    expected = napari_seem.segment(image, points=[(90, 120)])[0]
+    path = tmp_path / "image.zarr"
+    stored = zarr.create_array(store=str(path), shape=SHAPE, chunks=(64, 64), dtype="uint8")
+    stored[:] = image
+    for source in (stored, str(path), dask_array.from_array(image, chunks=64)):
+        got = napari_seem.segment(source, points=[(90, 120)])[0]
+        assert got.offset == expected.offset and np.array_equal(got.mask, expected.mask)
+
+
+def test_stack_plane_and_default_model_is_cached(image: np.ndarray) -> None:
+    stack = np.stack([np.zeros_like(image), image])
+    a = napari_seem.segment(stack, points=[(90, 120)], plane=(1,))[0]
+    b = napari_seem.segment(image, points=[(90, 120)])[0]
+    assert np.array_equal(a.mask, b.mask)
+    assert get_backend(None) is get_backend(None)
+    with pytest.raises(PromptError, match="plane"):
+        napari_seem.segment(stack, points=[(90, 120)])
+
+
+def test_given_engine_is_used_as_is(image: np.ndarray) -> None:
+    from napari_seem.engine import Engine
+    from napari_seem.predictor import SeemPredictor
+
+    engine = Engine(SeemPredictor.from_variant("seem-tiny-focal", device="cpu"))
+    try:
+        assert get_backend(engine).engine is engine
+        assert len(napari_seem.segment(image, points=[(90, 120)], model=engine)) == 1
+    finally:
+        engine.close()
+
+
+def test_segment_everything_tiles_progress_and_cancel(image: np.ndarray) -> None:
+    big = np.tile(image, (3, 2))  # 576 x 512: two 512-pixel tiles
+    seen: list[tuple[int, int]] = []
+    result = napari_seem.segment_everything(
+        big,
+        vocabulary="nucleus, cell",
+        object_mask_threshold=0.0,
+        progress=lambda d, n: seen.append((d, n)),
+    )
+    total = seen[-1][1]
+    assert total > 1 and seen[0] == (0, total) and seen[-1] == (total, total)
+    assert result.image_shape == big.shape
+    assert {o.class_name for o in result} <= {"nucleus", "cell"}
+    cancel = threading.Event()
+
+    def stop_after_first(done: int, _total: int) -> None:
+        if done == 1:
+            cancel.set()
+
+    with pytest.raises(Cancelled, match="after 1 tiles"):
+        napari_seem.segment_everything(
+            big, vocabulary=["nucleus"], progress=stop_after_first, cancel=cancel
+        )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, "no prompt given"),
+        ({"points": [(1, 2, 3)]}, r"points must be an \(N, 2\)"),
+        ({"points": [(1000, 5)]}, "lies outside the image"),
+        ({"points": [(5, 5)], "point_labels": [2]}, "1 .positive. or 0"),
+        ({"boxes": [(1, 2, 3)]}, r"boxes must be an \(N, 4\)"),
+        ({"boxes": [(1, 2, 3, 4), (5, 6, 7, 8)], "points": [(2, 3)]}, "at most one box"),
+        ({"masks": np.zeros((3, 3), bool)}, "covers the whole image"),
+        ({"masks": np.zeros(SHAPE, bool)}, "is empty"),
+        ({"text": "  "}, "empty"),
+        ({"points": [(5, 5)], "text": ["a", "b"]}, "single string"),
+        ({"example": "nucleus"}, "ReferringExample"),
+    ],
+)
+def test_malformed_prompts_say_what_to_do(
+    image: np.ndarray, kwargs: dict[str, object], message: str
+) -> None:
+    with pytest.raises(PromptError, match=message):
+        napari_seem.segment(image, **kwargs)  # type: ignore[arg-type]
+
+
+def test_bad_images_models_and_vocabularies(image: np.ndarray, tmp_path: Path) -> None:
+    with pytest.raises(PromptError, match="cannot open the image"):
+        napari_seem.segment(tmp_path / "missing.zarr", points=[(1, 1)])
+    with pytest.raises(ValueError, match="neither a variant"):
+        napari_seem.segment(image, points=[(1, 1)], model="no-such-model")
+    with pytest.raises(TypeError, match="model must be"):
+        napari_seem.segment(image, points=[(1, 1)], model=42)
+    with pytest.raises(PromptError, match="repeats"):
+        napari_seem.segment_everything(image, vocabulary=["a", "a"])
+    with pytest.raises(PromptError, match="mode must be"):
+        napari_seem.segment_everything(image, vocabulary=["a"], mode="all")  # type: ignore[arg-type]
+
+
+def test_clear_model_cache_rebuilds() -> None:
+    first = get_backend(None)
+    clear_model_cache()
+    assert get_backend(None) is not first
