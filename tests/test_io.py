@@ -365,3 +365,23 @@ def test_import_io_does_not_import_torch() -> None:
     code = "import napari_seem.io, sys; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert out.stdout.strip() == "False"
+
+
+def test_read_level_rgb_takes_windows_in_level_pixels(tmp_path: Path) -> None:
+    level0 = _rng().integers(0, 255, (64, 96), dtype=np.uint8)
+    path = tmp_path / "img.ome.zarr"
+    path.mkdir()
+    axes = [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
+    _write_ome_zarr(path, level0, axes, "0.4")
+    src = open_image(path)
+    assert src.spatial_shape_at(0) == (64, 96) and src.spatial_shape_at(1) == (32, 48)
+    rgb = src.read_level_rgb(3, 5, 20, 41, level=1)
+    np.testing.assert_array_equal(rgb[..., 0], level0[::2, ::2][3:20, 5:41])
+    assert rgb.shape == (17, 36, 3) and rgb.dtype == np.uint8
+    np.testing.assert_array_equal(
+        src.read_level_rgb(0, 0, 64, 96, level=0), src.read_rgb(0, 0, 64, 96)
+    )
+    with pytest.raises(ImageSourceError, match="outside level 1"):
+        src.read_level_rgb(0, 0, 33, 10, level=1)
+    with pytest.raises(ImageSourceError, match=r"levels 0\.\.2"):
+        src.spatial_shape_at(3)

@@ -258,6 +258,43 @@ class ImageSource:
         pixels are 0 in all three channels.
         """
         raw = self.read_region(row0, col0, row1, col1, plane=plane, level=level)
+        return self._to_rgb(raw)
+
+    def spatial_shape_at(self, level: int) -> tuple[int, int]:
+        """``(h, w)`` of ``level`` (``spatial_shape`` for level 0)."""
+        shape = self._level(level).shape
+        return shape[self._y], shape[self._x]
+
+    def read_level_rgb(
+        self,
+        row0: int,
+        col0: int,
+        row1: int,
+        col1: int,
+        *,
+        level: int,
+        plane: Sequence[int] = (),
+    ) -> np.ndarray:
+        """``(h, w, 3)`` uint8 RGB of a window given in pixels OF ``level`` (not level 0).
+
+        The same mapping as ``read_rgb``; used by tiled inference on a coarser level, whose
+        tiles are cut in that level's pixel grid. ``plane`` holds level-0 plane indices.
+        """
+        lh, lw = self.spatial_shape_at(level)
+        box = (row0, col0, row1, col1)
+        if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in box):
+            raise ImageSourceError(f"window bounds must be integers, got {box}")
+        if not (0 <= row0 < row1 <= lh and 0 <= col0 < col1 <= lw):
+            raise ImageSourceError(
+                f"window rows [{row0}, {row1}) x cols [{col0}, {col1}) is outside level "
+                f"{level} of {lh} x {lw} pixels (or empty)"
+            )
+        index = self._plane_index(plane, level)
+        raw = self._read(self._level(level).array, index, slice(row0, row1), slice(col0, col1))
+        return self._to_rgb(raw)
+
+    def _to_rgb(self, raw: np.ndarray) -> np.ndarray:
+        """``(h, w, C)`` raw pixels -> ``(h, w, 3)`` uint8 (see ``read_rgb``)."""
         picked = raw[..., list(self.bands)]  # (h, w, 3)
         valid = self._valid(picked)
         if picked.dtype == np.uint8:

@@ -10,17 +10,29 @@ from typing import TYPE_CHECKING, Any
 
 from napari_seem.engine.errors import (
     EngineError,
+    ImageTooLargeError,
     InvalidRequestError,
+    JobResultUnavailableError,
     PromptOutsideImageError,
+    StaleCacheRefusedError,
+    UnknownImageError,
     UnknownJobError,
     UnknownSessionError,
 )
-from napari_seem.engine.jobs import JobEvent, JobState
+from napari_seem.engine.jobs import JobCancelled, JobEvent, JobRecord, JobState
+from napari_seem.engine.labels import LabelsCrop
 
 if TYPE_CHECKING:
-    from napari_seem.engine.core import Engine, JobStatus, SessionInfo
+    from napari_seem.engine.core import (
+        Engine,
+        ImageInfo,
+        JobPlan,
+        JobStatus,
+        Session,
+        SessionInfo,
+    )
 
-_CORE = ("Engine", "JobStatus", "SessionInfo")
+_CORE = ("Engine", "ImageInfo", "JobPlan", "JobStatus", "Session", "SessionInfo")
 
 
 def __getattr__(name: str) -> Any:
@@ -35,12 +47,22 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Engine",
     "EngineError",
+    "ImageInfo",
+    "ImageTooLargeError",
     "InvalidRequestError",
+    "JobCancelled",
     "JobEvent",
+    "JobPlan",
+    "JobRecord",
+    "JobResultUnavailableError",
     "JobState",
     "JobStatus",
+    "LabelsCrop",
     "PromptOutsideImageError",
+    "Session",
     "SessionInfo",
+    "StaleCacheRefusedError",
+    "UnknownImageError",
     "UnknownJobError",
     "UnknownSessionError",
 ]

@@ -31,18 +31,25 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple, TypeVar
 
 import httpx
+import numpy.typing as npt
 
+from napari_seem.engine.labels import LabelsCrop, decode_labels
 from napari_seem.engine.protocol import (
     ErrorReply,
+    GroundRequest,
     HealthReply,
+    ImageReply,
     InfoReply,
     JobEventReply,
     JobRequest,
     JobStatusReply,
     ObjectMaskReply,
+    ObjectsReply,
     OpenSessionRequest,
     PredictRequest,
+    ReferRequest,
     SessionReply,
+    encode_array,
     object_mask_from_reply,
 )
 from napari_seem.prompts import ObjectPrompt
@@ -232,16 +239,59 @@ class SeemClient:
 
     def open_session(
         self,
-        path: str | Path,
+        path: str | Path | None = None,
         *,
+        image_id: str | None = None,
         bands: tuple[int, int, int] | None = None,
         plane: Sequence[int] = (),
+        level: int = 0,
     ) -> Future[SessionReply]:
-        """Open an image the SERVER can read (inside its allowed roots)."""
-        body = OpenSessionRequest(path=str(path), bands=bands, plane=list(plane))
+        """Open an image the SERVER can read (inside its allowed roots) or an uploaded one.
+
+        Args:
+            path: the image's path on the server; give it or ``image_id``.
+            image_id: an id from :meth:`upload_image`.
+            bands: channel indices for R, G, B of a multi-band image.
+            plane: one index per plane axis of a stack, e.g. ``[z]``.
+            level: pyramid level to infer on (coarser = faster); masks stay level-0.
+        """
+        body = OpenSessionRequest(
+            path=None if path is None else str(path),
+            image_id=image_id,
+            bands=bands,
+            plane=list(plane),
+            level=level,
+        )
         return self._submit(
             lambda: SessionReply.model_validate(self._call("POST", "/sessions", body))
         )
+
+    def upload_image(self, array: npt.ArrayLike, *, axes: str | None = None) -> Future[str]:
+        """Send a small in-memory image (e.g. a napari layer's data) to the server.
+
+        ``array`` is 2-D to 5-D bool / integer / float (``(y, x)``, ``(y, x, c)``,
+        ``(z, y, x)``, ``(z, y, x, c)``, ...; ``axes`` letters as
+        :func:`napari_seem.io.open_image` takes them). The future gives the image id for
+        ``open_session(image_id=...)``. The request body is limited by the server
+        (``BodyTooLarge``) and so is the memory it keeps (``ImageTooLargeError``): save a
+        large image as zarr inside an allowed root and open it by path instead.
+        """
+        content, headers = encode_array(array, axes=axes)
+
+        def call() -> str:
+            reply = self._call("POST", "/images", content=content, headers=headers)
+            return ImageReply.model_validate(reply).image_id
+
+        return self._submit(call)
+
+    def image_info(self, image_id: str) -> Future[ImageReply]:
+        return self._submit(
+            lambda: ImageReply.model_validate(self._call("GET", f"/images/{image_id}"))
+        )
+
+    def delete_image(self, image_id: str) -> Future[None]:
+        """Let the server forget an uploaded image (open sessions on it keep working)."""
+        return self._submit(lambda: self._none(self._call("DELETE", f"/images/{image_id}")))
 
     def session_info(self, session_id: str) -> Future[SessionReply]:
         return self._submit(
@@ -263,16 +313,70 @@ class SeemClient:
 
         return self._submit(call)
 
+    def ground(
+        self,
+        session_id: str,
+        text: str,
+        box: tuple[int, int, int, int] | None = None,
+        *,
+        score_threshold: float = 0.05,
+        max_instances: int | None = None,
+    ) -> Future[list[ObjectMask]]:
+        """Every instance of ``text`` in the tiles meeting level-0 ``box`` (default the
+        whole image; a region of more than the server's ``max_tiles`` tiles is refused),
+        best first, like :meth:`Engine.ground`."""
+        body = GroundRequest(
+            text=text, box=box, score_threshold=score_threshold, max_instances=max_instances
+        )
+        return self._submit(lambda: self._objects(f"/sessions/{session_id}/ground", body))
+
+    def refer(
+        self,
+        session_id: str,
+        example_session_id: str,
+        example_prompt: ObjectPrompt,
+        box: tuple[int, int, int, int] | None = None,
+    ) -> Future[list[ObjectMask]]:
+        """What ``example_prompt`` (level-0 pixels of the example session's image) marks,
+        found on ``session_id`` within level-0 ``box``, best first, like
+        :meth:`Engine.refer`."""
+        body = ReferRequest(
+            example_session_id=example_session_id, example=example_prompt.to_dict(), box=box
+        )
+        return self._submit(lambda: self._objects(f"/sessions/{session_id}/refer", body))
+
+    def _objects(self, path: str, body: Any) -> list[ObjectMask]:
+        reply = ObjectsReply.model_validate(self._call("POST", path, body))
+        return [object_mask_from_reply(obj) for obj in reply.objects]
+
     def start_job(
-        self, session_id: str, *, box: tuple[int, int, int, int] | None = None
+        self,
+        session_id: str,
+        *,
+        box: tuple[int, int, int, int] | None = None,
+        kind: str = "encode_region",
+        params: dict[str, Any] | None = None,
     ) -> Future[JobStatusReply]:
-        """Start ``encode_region`` over ``box`` (default the whole image)."""
-        body = JobRequest(box=box)
+        """Start a job of ``kind`` (default ``encode_region`` over ``box``, default the whole
+        image) with kind-specific ``params``."""
+        body = JobRequest(kind=kind, box=box, params=dict(params or {}))
         return self._submit(
             lambda: JobStatusReply.model_validate(
                 self._call("POST", f"/sessions/{session_id}/jobs", body)
             )
         )
+
+    def job_result(self, job_id: str) -> Future[LabelsCrop]:
+        """The labels a finished job left (RemoteError 409 while it is not done)."""
+
+        def call() -> LabelsCrop:
+            response = self._request("GET", f"/jobs/{job_id}/result")
+            try:
+                return decode_labels(response.content)
+            except ValueError as exc:
+                raise RemoteError("BadPayload", f"the job result is unreadable: {exc}") from exc
+
+        return self._submit(call)
 
     def job_status(self, job_id: str) -> Future[JobStatusReply]:
         return self._submit(
@@ -309,11 +413,29 @@ class SeemClient:
         body: Any = None,
         *,
         params: dict[str, Any] | None = None,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
+        """One JSON call: ``body`` a pydantic model, or raw ``content`` with ``headers``."""
+        if body is not None:
+            content = body.model_dump_json().encode()
+            headers = {"Content-Type": "application/json"}
+        response = self._request(method, path, content=content, headers=headers, params=params)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> httpx.Response:
         if self._auto_restart and self._death_reported:
             self._restart_if_dead()
-        content = None if body is None else body.model_dump_json()
-        headers = {"Content-Type": "application/json"} if content is not None else None
         try:
             response = self._http.request(
                 method, path, content=content, headers=headers, params=params
@@ -322,9 +444,7 @@ class SeemClient:
             raise self._unavailable(exc) from exc
         if response.status_code >= 400:
             raise _remote_error(response)
-        if response.status_code == 204 or not response.content:
-            return None
-        return response.json()
+        return response
 
     def _unavailable(self, exc: Exception) -> ServerUnavailableError:
         process = self._process

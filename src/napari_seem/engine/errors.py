@@ -8,8 +8,12 @@ from __future__ import annotations
 
 __all__ = [
     "EngineError",
+    "ImageTooLargeError",
     "InvalidRequestError",
+    "JobResultUnavailableError",
     "PromptOutsideImageError",
+    "StaleCacheRefusedError",
+    "UnknownImageError",
     "UnknownJobError",
     "UnknownSessionError",
 ]
@@ -39,3 +43,23 @@ class PromptOutsideImageError(EngineError, ValueError):
 
 class InvalidRequestError(EngineError, ValueError):
     """A request the engine cannot serve as given (bad parameters, unsupported kind)."""
+
+
+class UnknownImageError(EngineError, KeyError):
+    """An uploaded-image id the engine does not hold (never uploaded, or deleted)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class ImageTooLargeError(EngineError, ValueError):
+    """An in-memory image over the engine's upload budget."""
+
+
+class StaleCacheRefusedError(EngineError, RuntimeError):
+    """A disk feature cache made for another model, tiling or image: refused, not used."""
+
+
+class JobResultUnavailableError(EngineError, RuntimeError):
+    """A job that has no result (yet): still running, failed, cancelled, or a kind that
+    stores none."""

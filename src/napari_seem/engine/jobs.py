@@ -10,14 +10,18 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
-__all__ = ["JobEvent", "JobRecord", "JobState"]
+__all__ = ["JobCancelled", "JobEvent", "JobRecord", "JobState"]
 
 JobState = Literal["queued", "running", "done", "cancelled", "failed"]
 FINISHED: frozenset[str] = frozenset({"done", "cancelled", "failed"})
 
 _log = logging.getLogger(__name__)
+
+
+class JobCancelled(Exception):
+    """Raised by :meth:`JobRecord.raise_if_cancelled`; the engine marks the job cancelled."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,13 @@ class JobEvent:
 
 @dataclass
 class JobRecord:
-    """Mutable bookkeeping of one job; every access goes through ``lock``."""
+    """Mutable bookkeeping of one job; every access goes through ``lock``.
+
+    A job runner (see :meth:`napari_seem.engine.Engine.register_job_kind`) reports with
+    ``emit(done=..., total=...)``, calls ``raise_if_cancelled()`` between work units (tiles)
+    and may leave a ``result`` (e.g. a :class:`~napari_seem.engine.labels.LabelsCrop`)
+    by returning it.
+    """
 
     job_id: str
     kind: str
@@ -57,6 +67,12 @@ class JobRecord:
     subscribers: list[Callable[[JobEvent], None]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     finished: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+
+    def raise_if_cancelled(self) -> None:
+        """Raise :class:`JobCancelled` when someone asked the job to stop."""
+        if self.cancel.is_set():
+            raise JobCancelled(self.job_id)
 
     def emit(self, **changes: object) -> None:
         """Update state/progress and tell everyone; finished jobs ignore later updates."""

@@ -9,6 +9,16 @@ first pixel in the high bit, ``encoding = "zlib-packbits"``). One bit per pixel 
 keeps an object of a few megapixels at a few kilobytes, and JSON keeps the reply fully
 described by the OpenAPI schema (no metadata hidden in headers).
 
+**Uploaded images** (``POST /images``) travel as binary, never as JSON: the body is
+``zlib.compress(array.tobytes())`` of a C-order array (or the raw bytes with
+``X-Array-Encoding: raw``), described by the headers ``X-Array-Dtype`` (a numpy dtype
+string such as ``|u1``, ``<u2``, ``<f4``: bool, integers and floats only),
+``X-Array-Shape`` (comma-separated sizes, 2 to 5 of them) and optionally ``X-Array-Axes``
+(letters from ``tczyx``, e.g. ``zyx``). See :func:`encode_array` / :func:`decode_array`.
+
+**Job results** travel as the binary labels payload of
+:mod:`napari_seem.engine.labels` (``GET /jobs/{id}/result``).
+
 **Errors.** Every refusal is an :class:`ErrorReply` ``{"error": {"type", "message"}}``;
 ``type`` is the engine's error class name (``UnknownSessionError``, ...) or one of the
 transport's own (``Unauthorized``, ``PathNotAllowed``, ``ValidationError``, ``NotFound``,
@@ -19,31 +29,41 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
+import warnings
 import zlib
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from napari_seem.prompts import ObjectPrompt, ReferringExample, TextPrompt, prompt_from_dict
 from napari_seem.results import ObjectMask
 
 __all__ = [
+    "ARRAY_HEADERS",
     "MASK_ENCODING",
+    "ArrayPayloadError",
     "ErrorBody",
     "ErrorReply",
+    "GroundRequest",
     "HealthReply",
+    "ImageReply",
     "InfoReply",
     "JobEventReply",
     "JobRequest",
     "JobStatusReply",
     "MaskPayload",
     "ObjectMaskReply",
+    "ObjectsReply",
     "OpenSessionRequest",
     "PredictRequest",
+    "ReferRequest",
     "SessionReply",
+    "decode_array",
     "decode_mask",
+    "encode_array",
     "encode_mask",
     "object_mask_from_reply",
     "object_mask_to_reply",
@@ -78,9 +98,14 @@ class InfoReply(BaseModel):
 
 
 class OpenSessionRequest(BaseModel):
-    path: str = Field(
+    path: str | None = Field(
+        default=None,
         description="zarr / OME-Zarr directory or TIFF file readable by the server, inside "
-        "one of its allowed roots; pixels never travel through the socket"
+        "one of its allowed roots; pixels never travel through the socket. Give exactly one "
+        "of path and image_id.",
+    )
+    image_id: str | None = Field(
+        default=None, description="an id returned by POST /images (a small in-memory image)"
     )
     bands: tuple[int, int, int] | None = Field(
         default=None, description="channel indices for R, G, B of a multi-band image"
@@ -88,6 +113,22 @@ class OpenSessionRequest(BaseModel):
     plane: list[int] = Field(
         default_factory=list, description="one index per plane axis of a stack, e.g. [z]"
     )
+    level: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="pyramid level to infer on (0 = full resolution; coarser = faster); "
+        "prompts and masks stay in level-0 pixels",
+    )
+
+    @model_validator(mode="after")
+    def _one_image(self) -> Self:
+        if (self.path is None) == (self.image_id is None):
+            raise ValueError(
+                "give exactly one of 'path' (an image the server reads) and 'image_id' "
+                "(from POST /images)"
+            )
+        return self
 
 
 class SessionReply(BaseModel):
@@ -96,6 +137,18 @@ class SessionReply(BaseModel):
     grid_shape: tuple[int, int] = Field(description="tile rows and columns")
     tile_size: tuple[int, int] = Field(description="core size (th, tw) of the tiles")
     halo: int
+    level: int = Field(default=0, description="pyramid level inference runs on")
+    level_shape: tuple[int, int] | None = Field(
+        default=None, description="(h, w) of that level; tile sizes count its pixels"
+    )
+
+
+class ImageReply(BaseModel):
+    image_id: str
+    shape: list[int] = Field(description="array shape as uploaded")
+    dtype: str
+    axes: str = Field(description="axis letters the server read the array with, e.g. 'zyx'")
+    nbytes: int = Field(description="uncompressed bytes the server holds for it")
 
 
 class PredictRequest(BaseModel):
@@ -123,11 +176,46 @@ class ObjectMaskReply(BaseModel):
     source: str = "interactive"
 
 
-class JobRequest(BaseModel):
-    kind: Literal["encode_region"] = "encode_region"
-    box: tuple[int, int, int, int] | None = Field(
+BoxField = tuple[int, int, int, int] | None
+
+
+class GroundRequest(BaseModel):
+    text: str = Field(min_length=1, max_length=1000, description="the phrase, e.g. 'nucleus'")
+    box: BoxField = Field(
         default=None,
         description="level-0 (row0, col0, row1, col1), max exclusive; default the whole image",
+    )
+    score_threshold: float = Field(default=0.05, ge=0.0, le=1.0)
+    max_instances: int | None = Field(default=None, ge=1, le=10_000)
+
+
+class ReferRequest(BaseModel):
+    example_session_id: str = Field(description="the session whose image the example is on")
+    example: dict[str, Any] = Field(
+        description="an ObjectPrompt (ObjectPrompt.to_dict()) in level-0 pixels of the "
+        "example image"
+    )
+    box: BoxField = Field(default=None, description="level-0 box of the target image")
+
+
+class ObjectsReply(BaseModel):
+    objects: list[ObjectMaskReply] = Field(description="best first")
+
+
+class JobRequest(BaseModel):
+    kind: str = Field(
+        default="encode_region",
+        min_length=1,
+        max_length=100,
+        description="a job kind the engine has registered ('encode_region' is built in)",
+    )
+    box: BoxField = Field(
+        default=None,
+        description="level-0 (row0, col0, row1, col1), max exclusive; default the whole image "
+        "(shorthand for params.box)",
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="kind-specific parameters, checked by the kind"
     )
 
 
@@ -139,6 +227,7 @@ class JobStatusReply(BaseModel):
     done: int = Field(description="work units finished (tiles for encode_region)")
     total: int
     error: str | None = None
+    has_result: bool = Field(default=False, description="GET /jobs/{id}/result has a result")
 
 
 class JobEventReply(BaseModel):
@@ -210,3 +299,95 @@ def object_mask_from_reply(reply: ObjectMaskReply) -> ObjectMask:
         prompt=prompt,
         source=reply.source,
     )
+
+
+# ---------------------------------------------------------------------------- arrays
+
+ARRAY_HEADERS = ("X-Array-Dtype", "X-Array-Shape", "X-Array-Encoding", "X-Array-Axes")
+_ARRAY_KINDS = "biuf"
+
+
+class ArrayPayloadError(ValueError):
+    """An uploaded array body that does not match its headers (or is too large:
+    ``too_large``)."""
+
+    def __init__(self, message: str, *, too_large: bool = False) -> None:
+        super().__init__(message)
+        self.too_large = too_large
+
+
+def encode_array(array: npt.ArrayLike, *, axes: str | None = None) -> tuple[bytes, dict[str, str]]:
+    """A numeric array as the ``POST /images`` body and headers (zlib, little-endian)."""
+    data = np.asarray(array)
+    if data.dtype.kind not in _ARRAY_KINDS:
+        raise ValueError(
+            f"only bool, integer and float arrays can be uploaded; got dtype {data.dtype}"
+        )
+    data = np.ascontiguousarray(data, dtype=data.dtype.newbyteorder("<"))
+    headers = {
+        "X-Array-Dtype": data.dtype.str,
+        "X-Array-Shape": ",".join(str(n) for n in data.shape),
+        "X-Array-Encoding": "zlib",
+        "Content-Type": "application/octet-stream",
+    }
+    if axes is not None:
+        headers["X-Array-Axes"] = axes
+    return zlib.compress(data.tobytes(), 1), headers
+
+
+def decode_array(
+    body: bytes, *, dtype: str, shape: str, encoding: str, max_bytes: int
+) -> npt.NDArray[Any]:
+    """The array of a ``POST /images`` body (read-only, C-order).
+
+    Raises:
+        ArrayPayloadError: a bad dtype / shape header, a body that does not hold exactly
+            that many bytes, or (``too_large``) more than ``max_bytes`` uncompressed.
+    """
+    try:
+        with warnings.catch_warnings():  # deprecated aliases ('a') are refused below anyway
+            warnings.simplefilter("ignore", DeprecationWarning)
+            kind = np.dtype(dtype)
+    except (TypeError, ValueError, SyntaxError):
+        kind = None
+    if kind is None or kind.kind not in _ARRAY_KINDS or kind.fields is not None:
+        raise ArrayPayloadError(
+            f"X-Array-Dtype {dtype!r} is not a bool, integer or float numpy dtype "
+            "(e.g. '|u1', '<u2', '<f4')"
+        )
+    try:
+        sizes = [int(part) for part in shape.split(",")]
+    except ValueError:
+        sizes = []
+    if not 2 <= len(sizes) <= 5 or min(sizes) < 1:
+        raise ArrayPayloadError(
+            f"X-Array-Shape {shape!r} must be 2 to 5 positive comma-separated sizes, "
+            "e.g. '512,512' or '10,512,512'"
+        )
+    expected = math.prod(sizes) * kind.itemsize
+    if expected > max_bytes:
+        raise ArrayPayloadError(
+            f"the array holds {expected} bytes; the server keeps at most {max_bytes} bytes "
+            "of in-memory images: save it as zarr inside an allowed root and open it by path",
+            too_large=True,
+        )
+    if encoding == "raw":
+        raw = body
+    elif encoding == "zlib":
+        inflate = zlib.decompressobj()
+        try:
+            raw = inflate.decompress(body, expected + 1)  # never inflate past the bound
+        except zlib.error as exc:
+            raise ArrayPayloadError(f"the body is not zlib data: {exc}") from None
+        if not inflate.eof:
+            raise ArrayPayloadError(
+                f"the zlib body holds more than the {expected} bytes X-Array-Shape and "
+                "X-Array-Dtype promise (or is truncated)"
+            )
+    else:
+        raise ArrayPayloadError(f"X-Array-Encoding must be 'zlib' or 'raw'; got {encoding!r}")
+    if len(raw) != expected:
+        raise ArrayPayloadError(
+            f"the body holds {len(raw)} bytes; shape {tuple(sizes)} of {kind} needs {expected}"
+        )
+    return np.frombuffer(raw, dtype=kind).reshape(sizes)

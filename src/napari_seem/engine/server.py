@@ -9,18 +9,26 @@ Endpoints (all but ``/health`` need ``Authorization: Bearer <token>``):
 
 - ``GET /health``: liveness, no auth.
 - ``GET /info``: model, device, checkpoint, version, tile and halo.
-- ``POST /sessions``: open an image by path (inside an allowed root; 403 otherwise).
+- ``POST /images``: upload a small in-memory image (binary body, see
+  :mod:`napari_seem.engine.protocol`) -> its id; ``GET`` / ``DELETE /images/{id}``.
+- ``POST /sessions``: open an image by path (inside an allowed root; 403 otherwise) or by
+  uploaded ``image_id``, optionally on a coarser pyramid ``level``.
 - ``GET /sessions/{id}``, ``DELETE /sessions/{id}``: session info; close.
 - ``POST /sessions/{id}/predict``: one object prompt -> :class:`ObjectMaskReply`.
-- ``POST /sessions/{id}/jobs``: start ``encode_region`` (202).
-- ``GET /jobs/{id}``, ``GET /jobs/{id}/events?since=N``, ``POST /jobs/{id}/cancel``.
+- ``POST /sessions/{id}/ground``: every instance of a phrase in a box -> ``ObjectsReply``.
+- ``POST /sessions/{id}/refer``: what an example on another session marks -> ``ObjectsReply``.
+- ``POST /sessions/{id}/jobs``: start a registered job kind (202), e.g. ``encode_region``.
+- ``GET /jobs/{id}``, ``GET /jobs/{id}/events?since=N``, ``POST /jobs/{id}/cancel``,
+  ``GET /jobs/{id}/result`` (binary labels payload, :mod:`napari_seem.engine.labels`).
 
 Status codes: 401 bad/missing token, 403 path outside the allowed roots, 404 unknown
-session / job / route, 400 a request the engine cannot serve, 413 a body larger than
-``max_body_bytes`` (``BodyTooLarge``), 422 a malformed body (bad JSON included) or a
-prompt that is invalid (non-finite coordinates), outside the image or too large
-(``PromptTooLarge``: more than ``max_visual_prompts`` visual prompts or ``max_points``
-points / vertices in one object), 500 only for bugs (still a typed reply).
+session / job / image / route, 400 a request the engine cannot serve, 409 a stale disk
+feature cache or a job result that is not there (yet), 413 a body larger than
+``max_body_bytes`` (``BodyTooLarge``) or an upload over the engine's image budget, 422
+a malformed body (bad JSON included) or a prompt that is invalid (non-finite
+coordinates), outside the image or too large (``PromptTooLarge``: more than
+``max_visual_prompts`` visual prompts or ``max_points`` points / vertices in one
+object), 500 only for bugs (still a typed reply).
 
 **Exposure.** The server is meant for 127.0.0.1; ``napari-seem serve`` refuses any other
 interface unless given ``--allow-remote`` and an explicit token (see
@@ -38,32 +46,44 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Header, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from napari_seem.engine.core import Engine, JobStatus, SessionInfo
+from napari_seem.engine.core import Engine, ImageInfo, JobStatus, SessionInfo
 from napari_seem.engine.errors import (
     EngineError,
+    ImageTooLargeError,
     InvalidRequestError,
+    JobResultUnavailableError,
     PromptOutsideImageError,
+    StaleCacheRefusedError,
+    UnknownImageError,
     UnknownJobError,
     UnknownSessionError,
 )
+from napari_seem.engine.labels import LABELS_MEDIA_TYPE, LabelsCrop
 from napari_seem.engine.protocol import (
+    ArrayPayloadError,
     ErrorReply,
+    GroundRequest,
     HealthReply,
+    ImageReply,
     InfoReply,
     JobEventReply,
     JobRequest,
     JobStatusReply,
     ObjectMaskReply,
+    ObjectsReply,
     OpenSessionRequest,
     PredictRequest,
+    ReferRequest,
     SessionReply,
+    decode_array,
     object_mask_to_reply,
 )
 from napari_seem.prompts import ObjectPrompt
@@ -94,7 +114,11 @@ _log = logging.getLogger(__name__)
 _ENGINE_STATUS: dict[type[EngineError], int] = {
     UnknownSessionError: 404,
     UnknownJobError: 404,
+    UnknownImageError: 404,
     PromptOutsideImageError: 422,
+    ImageTooLargeError: 413,
+    StaleCacheRefusedError: 409,
+    JobResultUnavailableError: 409,
     InvalidRequestError: 400,
 }
 
@@ -103,8 +127,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     for code, text in {
         400: "a request the engine cannot serve as given",
         401: "missing or wrong bearer token",
-        404: "unknown session or job",
-        413: "request body larger than the server's limit",
+        404: "unknown session, job or image",
+        409: "stale feature cache, or a job result that is not available",
+        413: "request body larger than the server's limit, or an image over the budget",
         422: "malformed request, invalid or too large prompt",
     }.items()
 }
@@ -175,7 +200,8 @@ class _BodyLimit:
             413,
             "BodyTooLarge",
             f"the request body ({got}) exceeds the server's limit of {self.limit} bytes: "
-            "send fewer prompt points (images travel by path, never in the body)",
+            "send fewer prompt points; upload only small images (save a large one as zarr "
+            "inside an allowed root and open it by path)",
             Connection="close",
         )
         await response(scope, receive, send)
@@ -247,6 +273,8 @@ def _session_reply(info: SessionInfo) -> SessionReply:
         grid_shape=info.grid_shape,
         tile_size=info.tile_size,
         halo=info.halo,
+        level=info.level,
+        level_shape=info.level_shape,
     )
 
 
@@ -259,6 +287,17 @@ def _job_reply(status: JobStatus) -> JobStatusReply:
         done=status.done,
         total=status.total,
         error=status.error,
+        has_result=status.has_result,
+    )
+
+
+def _image_reply(info: ImageInfo) -> ImageReply:
+    return ImageReply(
+        image_id=info.image_id,
+        shape=list(info.shape),
+        dtype=info.dtype,
+        axes=info.axes,
+        nbytes=info.nbytes,
     )
 
 
@@ -402,9 +441,63 @@ def create_app(
         responses={**_ERRORS, 403: {"model": ErrorReply, "description": "path not allowed"}},
     )
     def open_session(body: OpenSessionRequest) -> SessionReply:
-        path = roots.check(body.path)
-        session_id = engine.open_session(path, bands=body.bands, plane=tuple(body.plane))
+        source = None if body.path is None else roots.check(body.path)
+        session_id = engine.open_session(
+            source,
+            image_id=body.image_id,
+            bands=body.bands,
+            level=body.level,
+            plane=tuple(body.plane),
+        )
         return _session_reply(engine.session_info(session_id))
+
+    @app.post(
+        "/images",
+        response_model=ImageReply,
+        status_code=201,
+        dependencies=auth,
+        responses=_ERRORS,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "description": "zlib.compress(array.tobytes()) of a C-order array (or raw "
+                "bytes with X-Array-Encoding: raw); see napari_seem.engine.protocol",
+                "content": {
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+                },
+            }
+        },
+    )
+    async def upload_image(
+        request: Request,
+        x_array_dtype: str = Header(description="numpy dtype, e.g. '|u1', '<u2', '<f4'"),
+        x_array_shape: str = Header(description="comma-separated sizes, e.g. '10,512,512'"),
+        x_array_encoding: str = Header(default="zlib", description="'zlib' or 'raw'"),
+        x_array_axes: str | None = Header(default=None, description="letters, e.g. 'zyx'"),
+    ) -> ImageReply:
+        body = await request.body()
+        try:
+            array = await run_in_threadpool(
+                decode_array,
+                body,
+                dtype=x_array_dtype,
+                shape=x_array_shape,
+                encoding=x_array_encoding,
+                max_bytes=engine.max_upload_bytes,
+            )
+        except ArrayPayloadError as exc:
+            status = 413 if exc.too_large else 422
+            raise ApiError(status, "ArrayPayloadError", str(exc)) from None
+        image_id = await run_in_threadpool(engine.add_image, array, axes=x_array_axes)
+        return _image_reply(engine.image_info(image_id))
+
+    @app.get("/images/{image_id}", response_model=ImageReply, dependencies=auth, responses=_ERRORS)
+    def image_info(image_id: str) -> ImageReply:
+        return _image_reply(engine.image_info(image_id))
+
+    @app.delete("/images/{image_id}", status_code=204, dependencies=auth, responses=_ERRORS)
+    def delete_image(image_id: str) -> None:
+        engine.delete_image(image_id)
 
     @app.get(
         "/sessions/{session_id}", response_model=SessionReply, dependencies=auth, responses=_ERRORS
@@ -416,14 +509,8 @@ def create_app(
     def close_session(session_id: str) -> None:
         engine.close_session(session_id)
 
-    @app.post(
-        "/sessions/{session_id}/predict",
-        response_model=ObjectMaskReply,
-        dependencies=auth,
-        responses=_ERRORS,
-    )
-    def predict(session_id: str, body: PredictRequest) -> ObjectMaskReply:
-        visual = body.prompt.get("visual")
+    def parse_prompt(data: dict[str, Any]) -> ObjectPrompt:
+        visual = data.get("visual")
         if isinstance(visual, list) and len(visual) > max_visual_prompts:
             raise ApiError(
                 422,
@@ -432,7 +519,7 @@ def create_app(
                 "per object: merge clicks into one points prompt",
             )
         try:
-            prompt = ObjectPrompt.from_dict(body.prompt)
+            prompt = ObjectPrompt.from_dict(data)
         except (ValueError, TypeError, KeyError) as exc:  # PromptError is a ValueError
             raise ApiError(422, "PromptError", f"invalid prompt: {exc}") from None
         points = _count_points(prompt)
@@ -443,7 +530,44 @@ def create_app(
                 f"the prompt has {points} points and vertices; at most {max_points} per "
                 "object: simplify the scribbles or polygons",
             )
+        return prompt
+
+    @app.post(
+        "/sessions/{session_id}/predict",
+        response_model=ObjectMaskReply,
+        dependencies=auth,
+        responses=_ERRORS,
+    )
+    def predict(session_id: str, body: PredictRequest) -> ObjectMaskReply:
+        prompt = parse_prompt(body.prompt)
         return object_mask_to_reply(engine.predict(session_id, prompt, object_id=body.object_id))
+
+    @app.post(
+        "/sessions/{session_id}/ground",
+        response_model=ObjectsReply,
+        dependencies=auth,
+        responses=_ERRORS,
+    )
+    def ground(session_id: str, body: GroundRequest) -> ObjectsReply:
+        found = engine.ground(
+            session_id,
+            body.text,
+            box=body.box,
+            score_threshold=body.score_threshold,
+            max_instances=body.max_instances,
+        )
+        return ObjectsReply(objects=[object_mask_to_reply(obj) for obj in found])
+
+    @app.post(
+        "/sessions/{session_id}/refer",
+        response_model=ObjectsReply,
+        dependencies=auth,
+        responses=_ERRORS,
+    )
+    def refer(session_id: str, body: ReferRequest) -> ObjectsReply:
+        example = parse_prompt(body.example)
+        found = engine.refer(session_id, body.example_session_id, example, box=body.box)
+        return ObjectsReply(objects=[object_mask_to_reply(obj) for obj in found])
 
     @app.post(
         "/sessions/{session_id}/jobs",
@@ -453,7 +577,13 @@ def create_app(
         responses=_ERRORS,
     )
     def start_job(session_id: str, body: JobRequest) -> JobStatusReply:
-        params = {} if body.box is None else {"box": body.box}
+        params = dict(body.params)
+        if body.box is not None:
+            if "box" in params and list(params["box"]) != list(body.box):
+                raise ApiError(
+                    422, "ValidationError", "box and params.box differ: give the box once"
+                )
+            params["box"] = body.box
         job_id = engine.start_job(body.kind, session_id, **params)
         return _job_reply(engine.job_status(job_id))
 
@@ -484,6 +614,30 @@ def create_app(
     def cancel_job(job_id: str) -> JobStatusReply:
         engine.cancel_job(job_id)
         return _job_reply(engine.job_status(job_id))
+
+    @app.get(
+        "/jobs/{job_id}/result",
+        dependencies=auth,
+        responses={
+            **_ERRORS,
+            409: {"model": ErrorReply, "description": "the job has no result (yet)"},
+            200: {
+                "description": "the labels payload (napari_seem.engine.labels)",
+                "content": {LABELS_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+            },
+        },
+        response_class=Response,
+    )
+    def job_result(job_id: str) -> Response:
+        result = engine.job_result(job_id)
+        if not isinstance(result, LabelsCrop):
+            raise ApiError(
+                409,
+                "JobResultUnavailableError",
+                f"job {job_id} left a {type(result).__name__}, which has no wire form: a "
+                "runner served over HTTP must return a LabelsCrop",
+            )
+        return Response(result.to_bytes(), media_type=LABELS_MEDIA_TYPE)
 
     return app
 
