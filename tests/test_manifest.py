@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,3 +73,41 @@ def test_wheel_ships_the_manifest(tmp_path: Path) -> None:
         manifest.write_bytes(zf.read("napari_seem/napari.yaml"))
         assert "napari_seem/model/data/prompt_templates.json" in names
     assert PluginManifest.from_file(manifest).name == "napari-seem"
+
+
+def test_manifest_contributions() -> None:
+    """Plugins menu widget, the Layers > Segment menu, reader, writers and both samples."""
+    from npe2 import PluginManifest
+
+    manifest = PluginManifest.from_file(ROOT / "src" / "napari_seem" / "napari.yaml")
+    contributions = manifest.contributions
+    (widget,) = contributions.widgets or []
+    assert widget.display_name == "SEEM"
+    segment_menu = (contributions.menus or {})["napari/layers/segment"]
+    assert [item.command for item in segment_menu] == [widget.command]  # type: ignore[union-attr]
+    (reader,) = contributions.readers or []
+    assert reader.accepts_directories and "*.zarr" in reader.filename_patterns
+    writers = {w.display_name: w for w in contributions.writers or []}
+    assert {tuple(w.layer_types) for w in writers.values()} == {("labels",)}
+    assert [".zarr"] in [w.filename_extensions for w in writers.values()]
+    assert [".tif", ".tiff"] in [w.filename_extensions for w in writers.values()]
+    keys = [s.key for s in contributions.sample_data or []]
+    assert keys == ["synthetic-nuclei", "synthetic-land-cover"]
+
+
+def test_land_cover_sample_is_seeded_multiband() -> None:
+    from napari_seem._napari.sample_data import (
+        LAND_COVER_CLASSES,
+        land_cover_scene,
+        synthetic_land_cover_sample,
+    )
+
+    (bands, bands_meta, _), (rgb, rgb_meta, _), (labels, labels_meta, kind) = (
+        synthetic_land_cover_sample()
+    )
+    assert bands.shape == (4, 384, 512) and bands.dtype.name == "uint16"
+    assert bands_meta["channel_axis"] == 0 and len(bands_meta["name"]) == 4
+    assert rgb.shape == (384, 512, 3) and rgb_meta["rgb"] is True
+    assert kind == "labels" and set(np.unique(labels)) == set(LAND_COVER_CLASSES)
+    assert labels_meta["features"]["class_name"].iloc[0] == "water"
+    np.testing.assert_array_equal(land_cover_scene(seed=0).bands, bands)  # seeded

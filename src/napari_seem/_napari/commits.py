@@ -1,0 +1,138 @@
+"""Committing objects into a target labels layer, with undo (no Qt).
+
+A commit paints each object with a new label id (one past the largest id in the layer's
+``features['index']``), touching only the object's crop window of the labels array
+(numpy or a zarr array on disk), and appends one row per id to the layer's ``features``:
+``index``, ``class_name``, ``score``, ``source``. :meth:`CommitLog.undo` restores the
+windows and drops the rows of the last commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from napari_seem._napari.convert import paint_object
+from napari_seem.results import ObjectMask
+
+__all__ = ["CommitLog", "next_label_id"]
+
+
+def next_label_id(labels: Any) -> int:
+    """One past the largest id the labels layer knows (features, else its data if small)."""
+    features = labels.features
+    best = 0
+    if "index" in features and len(features):
+        best = int(np.nanmax(np.asarray(features["index"], dtype=np.float64)))
+    data = labels.data[0] if getattr(labels, "multiscale", False) else labels.data
+    if isinstance(data, np.ndarray):  # an on-disk array is never scanned
+        best = max(best, int(data.max(initial=0)))
+    return best + 1
+
+
+@dataclass
+class _Commit:
+    layer: Any
+    windows: list[tuple[tuple[slice | int, ...], npt.NDArray[Any]]] = field(default_factory=list)
+    ids: list[int] = field(default_factory=list)
+
+
+class CommitLog:
+    """The commits made so far, newest last, for undo."""
+
+    def __init__(self) -> None:
+        self._commits: list[_Commit] = []
+
+    def __len__(self) -> int:
+        return len(self._commits)
+
+    def commit(
+        self,
+        layer: Any,
+        objects: Sequence[ObjectMask],
+        plane: Sequence[int],
+        *,
+        default_class: str | None = None,
+        label_id: int | None = None,
+    ) -> list[int]:
+        """Paint ``objects`` on ``plane`` of ``layer`` as new ids; one undo step.
+
+        Args:
+            layer: a napari Labels layer over the image's level-0 pixel grid.
+            objects: the objects to paint (empty ones are skipped).
+            default_class: the class name for objects without one (e.g. the prompt text).
+            label_id: paint every object with this existing id instead of new ids (used to
+                extend one object through a stack); no feature row is added.
+
+        Returns:
+            The ids painted.
+        """
+        entry = _Commit(layer)
+        ids: list[int] = []
+        rows = []
+        next_id = next_label_id(layer) if label_id is None else label_id
+        for obj in objects:
+            if obj.is_empty:
+                continue
+            value = next_id if label_id is None else label_id
+            written = paint_object(layer.data, obj, value, plane=plane)
+            if written is None:
+                continue
+            entry.windows.append(written)
+            ids.append(value)
+            if label_id is None:
+                rows.append(
+                    {
+                        "index": value,
+                        "class_name": obj.class_name or default_class or "object",
+                        "score": float(obj.score),
+                        "source": obj.source,
+                    }
+                )
+                next_id += 1
+        if not entry.windows:
+            return []
+        if rows:
+            self._append_rows(layer, rows)
+            entry.ids = ids
+        self._commits.append(entry)
+        layer.refresh()
+        return ids
+
+    def extend(self, layer: Any, obj: ObjectMask, plane: Sequence[int], label_id: int) -> None:
+        """Paint one more plane of an object into the LAST commit (same undo step)."""
+        written = paint_object(layer.data, obj, label_id, plane=plane)
+        if written is None:
+            return
+        if self._commits and self._commits[-1].layer is layer:
+            self._commits[-1].windows.append(written)
+        else:
+            self._commits.append(_Commit(layer, [written]))
+        layer.refresh()
+
+    def undo(self) -> Any | None:
+        """Revert the last commit; returns its layer, or ``None`` when there is none."""
+        if not self._commits:
+            return None
+        entry = self._commits.pop()
+        for index, previous in reversed(entry.windows):
+            entry.layer.data[index] = previous
+        if entry.ids:
+            features = entry.layer.features
+            keep = ~np.isin(np.asarray(features["index"]), entry.ids)
+            entry.layer.features = features[keep].reset_index(drop=True)
+        entry.layer.refresh()
+        return entry.layer
+
+    @staticmethod
+    def _append_rows(layer: Any, rows: list[dict[str, Any]]) -> None:
+        import pandas as pd
+
+        features = layer.features
+        added = pd.DataFrame(rows)
+        table = added if features.shape[1] == 0 else pd.concat([features, added], ignore_index=True)
+        layer.features = table
