@@ -6,11 +6,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from benchmarks import model_speed
+from benchmarks import batch_throughput, engine_latency, model_speed
 
 # name -> module with add_arguments(parser) and main(args); the first docstring line is the help
 BENCHMARKS = {
     "model-speed": model_speed,
+    "engine": engine_latency,
+    "batch": batch_throughput,
 }
 
 

@@ -124,3 +124,48 @@ def test_cli_lists_model_speed(tmp_path: Path) -> None:
     assert args.sizes == [64] and args.repeats == 2 and args.out == tmp_path
     assert args.variants == list(model_speed.DEFAULT_VARIANTS) and args.isolate
     assert args.main is model_speed.main
+
+
+@pytest.mark.slow
+def test_engine_benchmark_smoke(tmp_path: Path) -> None:
+    """``python -m benchmarks engine`` on tiny sizes with an in-thread server."""
+    from benchmarks import engine_latency
+
+    result = engine_latency.run(
+        sizes=(400, 512), clicks=3, areas=1, tile=128, halo=16, server="thread", log=None
+    )
+    json_path, md_path = engine_latency.write_outputs(result, tmp_path)
+    data = json.loads(json_path.read_text(encoding="utf-8"))
+    assert data["benchmark"] == "engine"
+    for group in ("click_warm", "first_click"):
+        for row in data[group].values():
+            assert row["n"] >= 1 and _positive_finite(row["p50_s"])
+            assert row["min_s"] <= row["p50_s"] <= row["p95_s"]
+    assert set(data["click_warm"]) == {"in_process", "through_server"}
+    assert set(data["first_click"]) == {"no_prefetch", "after_prefetch"}
+    assert [m["size"] for m in data["server_memory"]] == [400, 512]
+    assert all(_positive_finite(m["peak_rss_bytes"]) for m in data["server_memory"])
+    assert "Per click" in md_path.read_text(encoding="utf-8")
+    assert "engine" in build_parser().format_help()
+
+
+def test_batch_benchmark_smoke(tmp_path: Path) -> None:
+    from benchmarks import batch_throughput
+
+    result = batch_throughput.run(
+        [600],
+        [1],
+        tile=256,
+        halo=32,
+        short_side=128,
+        max_megapixels=0.25,
+        isolate=False,
+        log=None,
+    )
+    (row,) = result["runs"]
+    assert row["region"] == [50, 50, 550, 550] and row["megapixels"] == 0.25  # bounded region
+    assert _positive_finite(row["megapixels_per_s"]) and _positive_finite(row["peak_rss_bytes"])
+    json_path, md_path = batch_throughput.write_outputs(result, tmp_path)
+    assert json.loads(json_path.read_text())["benchmark"] == "batch"
+    assert "| 600^2 | 1 | central 500^2 region |" in md_path.read_text()
+    assert build_parser().parse_args(["batch", "--quick"]).main is batch_throughput.main

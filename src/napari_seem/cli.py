@@ -252,6 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
     serve.set_defaults(func=_cmd_serve)
 
+    from napari_seem.batch.cli import add_parser as add_segment_parser
+
+    add_segment_parser(sub)
+
     return parser
 
 
