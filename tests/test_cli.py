@@ -64,3 +64,36 @@ def test_demo_official_variant_without_weights_is_explained(
     monkeypatch.setenv("NAPARI_SEEM_CACHE", str(tmp_path / "cache"))
     assert main(["demo", "--out", str(tmp_path / "o"), "--variant", "seem-focalt-v1"]) == 2
     assert "models download seem-focalt-v1" in capsys.readouterr().err
+
+
+def test_serve_passes_cache_dir_and_upload_budget_to_the_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import uvicorn
+
+    import napari_seem.engine.server as server
+
+    seen: dict[str, object] = {}
+    real_create_app = server.create_app
+
+    def create_app(engine: object, **kwargs: object) -> object:
+        seen["cache_dir"] = engine.cache_dir  # type: ignore[attr-defined]
+        seen["max_upload_bytes"] = engine.max_upload_bytes  # type: ignore[attr-defined]
+        return real_create_app(engine, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(server, "create_app", create_app)
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: None)
+    cache = tmp_path / "features"
+    args = ["serve", "--variant", "seem-tiny-focal", "--device", "cpu", "--tile", "128"]
+    assert (
+        main([*args, "--halo", "16", "--cache-dir", str(cache), "--max-upload-bytes", "1234"]) == 0
+    )
+    assert seen == {"cache_dir": cache, "max_upload_bytes": 1234}
+    assert "listening on http://127.0.0.1:" in capsys.readouterr().out
+    assert main([*args, "--halo", "16"]) == 0  # defaults: memory cache, the engine's budget
+    from napari_seem.engine.core import DEFAULT_MAX_UPLOAD_BYTES
+
+    assert seen == {"cache_dir": None, "max_upload_bytes": DEFAULT_MAX_UPLOAD_BYTES}
+    with pytest.raises(SystemExit):
+        main([*args, "--max-upload-bytes", "0"])
+    assert "must be at least 1" in capsys.readouterr().err

@@ -50,6 +50,7 @@ from napari_seem.variants import DEFAULT_VARIANT
 if TYPE_CHECKING:
     from napari_seem.engine.client import SeemClient
     from napari_seem.engine.core import Engine
+    from napari_seem.engine.labels import LabelsCrop
     from napari_seem.predictor import SeemPredictor
 
 __all__ = [
@@ -265,55 +266,110 @@ class Backend:
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
     ) -> SegmentationResult:
-        """Generic segmentation of the plane, tile by tile, with progress and cancel.
+        """Generic segmentation of the plane with progress and cancel: the engine's
+        ``"segment"`` job (tiles decoded in the model process, objects crossing tile
+        seams merged into one, see :mod:`napari_seem.engine.job_kinds`).
 
-        Objects are cut at tile cores (an object crossing a core edge comes back as one
-        piece per tile); the seam-aware whole-image merge is the batch package's job.
+        ``progress(done, total)`` counts tiles; ``cancel`` stops the job before its next
+        tile.
 
         Raises:
-            Cancelled: ``cancel`` was set; the job stopped before its next tile.
+            Cancelled: ``cancel`` was set.
+            PromptError: the engine refused the parameters, or a server without the
+                ``"segment"`` job.
         """
-        if self.engine is None:
-            raise PromptError(_NO_REMOTE.format(task="segment everything"))
-        from napari_seem.tiling import TileGrid
+        params: dict[str, Any] = {
+            "vocabulary": list(vocabulary),
+            "mode": mode,
+            "object_mask_threshold": float(object_mask_threshold),
+            "overlap_threshold": float(overlap_threshold),
+            "min_area": int(min_area),
+        }
+        if self.engine is not None:
+            crop = self._engine_job(handle, params, progress, cancel)
+        else:
+            crop = self._client_job(handle, params, progress, cancel)
+        return SegmentationResult(
+            handle.image_shape, tuple(crop.to_objects(source=mode)), plane=handle.plane
+        )
+
+    def _engine_job(
+        self,
+        handle: ImageHandle,
+        params: dict[str, Any],
+        progress: ProgressCallback | None,
+        cancel: threading.Event | None,
+    ) -> LabelsCrop:
+        from napari_seem.engine.errors import EngineError
+        from napari_seem.engine.jobs import JobEvent
 
         engine = self.engine
-        grid = TileGrid.for_model(handle.image_shape, model_input=engine.tile, halo=engine.halo)
-        tiles = list(grid)
-        objects: list[ObjectMask] = []
-        if progress is not None:
-            progress(0, len(tiles))
-        for count, tile in enumerate(tiles, start=1):
+        assert engine is not None
+        try:
+            job_id = engine.start_job("segment", handle.session_id, **params)
+        except EngineError as exc:
+            raise PromptError(str(exc)) from None
+
+        def on_event(event: JobEvent) -> None:
+            # on the engine's worker thread, between tiles: a cancel set by the progress
+            # callback itself stops the job before its next tile
+            if progress is not None and event.state in ("queued", "running"):
+                progress(event.done, event.total)
             if cancel is not None and cancel.is_set():
-                raise Cancelled(f"segment everything cancelled after {count - 1} tiles")
-            r0, c0, r1, c1 = tile.outer
-            rgb = handle.source.read_rgb(r0, c0, r1, c1, plane=handle.plane)
-            with _model_lock(engine):
-                engine.predictor.set_image(rgb)
-                found = engine.predictor.segment_everything(
-                    vocabulary,
-                    mode=mode,
-                    object_mask_threshold=object_mask_threshold,
-                    overlap_threshold=overlap_threshold,
-                    min_area=min_area,
-                )
-            rows, cols = tile.core_in_outer
-            for obj in found:
-                core = obj.full(tile.outer_shape)[rows, cols]
-                if int(core.sum()) < min_area:
-                    continue
-                piece = ObjectMask.from_full(
-                    core,
-                    score=obj.score,
-                    class_name=obj.class_name,
-                    class_score=obj.class_score,
-                    source=obj.source,
-                )
-                offset = (piece.offset[0] + tile.core[0], piece.offset[1] + tile.core[1])
-                objects.append(_moved(piece, offset))
-            if progress is not None:
-                progress(count, len(tiles))
-        return SegmentationResult(handle.image_shape, tuple(objects), plane=handle.plane)
+                engine.cancel_job(job_id)
+
+        engine.subscribe(job_id, on_event)
+        while True:
+            status = engine.wait_job(job_id, timeout=0.1)
+            if status.state in ("done", "failed", "cancelled"):
+                break
+            if cancel is not None and cancel.is_set():
+                engine.cancel_job(job_id)
+        return self._job_outcome(status, lambda: engine.job_result(job_id))
+
+    def _client_job(
+        self,
+        handle: ImageHandle,
+        params: dict[str, Any],
+        progress: ProgressCallback | None,
+        cancel: threading.Event | None,
+    ) -> LabelsCrop:
+        import time
+
+        from napari_seem.engine.client import RemoteError
+
+        client = self.client
+        assert client is not None
+        try:
+            status = client.start_job(handle.session_id, kind="segment", params=params).result()
+        except RemoteError as exc:
+            if "unknown job kind" in exc.message:
+                raise PromptError(_NO_REMOTE.format(task="segment everything")) from None
+            if exc.status is not None and 400 <= exc.status < 500:
+                raise PromptError(exc.message) from None
+            raise
+        job_id = status.job_id
+        shown: tuple[int, int] | None = None
+        while True:
+            if cancel is not None and cancel.is_set():
+                status = client.cancel_job(job_id).result()
+            else:
+                status = client.job_status(job_id).result()
+            if progress is not None and (status.done, status.total) != shown:
+                shown = (status.done, status.total)
+                progress(status.done, status.total)
+            if status.state in ("done", "failed", "cancelled"):
+                break
+            time.sleep(0.1)
+        return self._job_outcome(status, lambda: client.job_result(job_id).result())
+
+    @staticmethod
+    def _job_outcome(status: Any, result: Callable[[], LabelsCrop]) -> LabelsCrop:
+        if status.state == "cancelled":
+            raise Cancelled(f"segment everything cancelled after {status.done} tiles")
+        if status.state == "failed":
+            raise RuntimeError(f"segment everything failed in the engine: {status.error}")
+        return result()
 
     def _on_whole_plane(
         self, handle: ImageHandle, run: Callable[[SeemPredictor], list[ObjectMask]]
@@ -353,8 +409,8 @@ def _as_objects(value: Any) -> list[ObjectMask]:
 @contextlib.contextmanager
 def _model_lock(engine: Engine) -> Iterator[None]:
     # The engine keeps its predictor's current tile under this lock; direct use of the
-    # predictor (whole-plane grounding, tiles of "everything") must hold it too.
-    lock = getattr(engine, "_model_lock", None)
+    # predictor (whole-plane grounding of engines without tiled grounding) must hold it too.
+    lock = getattr(engine, "model_lock", None)
     if lock is None:
         yield
     else:
@@ -371,18 +427,6 @@ def _named(obj: ObjectMask, name: str | None) -> ObjectMask:
         obj.offset,
         score=obj.score,
         class_name=name,
-        class_score=obj.class_score,
-        prompt=obj.prompt,
-        source=obj.source,
-    )
-
-
-def _moved(obj: ObjectMask, offset: tuple[int, int]) -> ObjectMask:
-    return ObjectMask(
-        obj.mask,
-        offset,
-        score=obj.score,
-        class_name=obj.class_name,
         class_score=obj.class_score,
         prompt=obj.prompt,
         source=obj.source,
@@ -794,12 +838,18 @@ def segment_everything(
     Args:
         image: as in :func:`segment`.
         vocabulary: class names (open vocabulary), a list or a comma-separated string.
-        mode: ``"panoptic"`` (non-overlapping instances), ``"instance"`` (may overlap) or
-            ``"semantic"`` (one object per class and tile).
+        mode: ``"panoptic"`` (non-overlapping instances), ``"instance"`` (detections; where
+            they overlap the higher score wins) or
+            ``"semantic"`` (one object per class and tile, merged across tile seams).
         object_mask_threshold, overlap_threshold, min_area: see
             :meth:`napari_seem.predictor.SeemPredictor.segment_everything`.
         progress: called as ``progress(done_tiles, total_tiles)``.
-        cancel: set it (from another thread) to stop before the next tile.
+        cancel: set it (from another thread, or from ``progress``) to stop before the
+            next tile.
+
+    It runs as the engine's ``"segment"`` job, in process or in the model server behind a
+    :class:`~napari_seem.engine.client.SeemClient`: tiles with a halo, seam-aware merging
+    (an object crossing a tile border is one object), level-0 crops.
 
     Returns:
         A :class:`SegmentationResult` with class names; ``class_table()`` lists them.

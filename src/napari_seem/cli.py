@@ -134,6 +134,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     import logging
     import os
@@ -143,6 +154,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from napari_seem.engine import Engine, InvalidRequestError
+    from napari_seem.engine.core import DEFAULT_MAX_UPLOAD_BYTES
     from napari_seem.engine.server import bind_socket, check_bind_host, create_app
     from napari_seem.model.build import build_seem
     from napari_seem.model.checkpoint import CheckpointError
@@ -160,7 +172,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print(RANDOM_WEIGHTS_NOTE.format(variant=args.variant), file=sys.stderr)
     try:
         model = build_seem(args.variant, checkpoint=args.checkpoint, device=args.device)
-        engine = Engine(model, tile=args.tile, halo=args.halo)
+        engine = Engine(
+            model,
+            tile=args.tile,
+            halo=args.halo,
+            cache_dir=args.cache_dir,
+            max_upload_bytes=args.max_upload_bytes or DEFAULT_MAX_UPLOAD_BYTES,
+        )
     except (CheckpointError, InvalidRequestError, ValueError) as exc:
         raise CliError(str(exc)) from exc
     app = create_app(engine, token=token, allowed_roots=roots)
@@ -249,6 +267,22 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tile", type=int, default=512, help="model tile size (default 512)")
     serve.add_argument("--halo", type=int, default=64, help="tile context pixels (default 64)")
     serve.add_argument("--device", default="auto", help="cpu, cuda, mps or auto")
+    serve.add_argument(
+        "--cache-dir",
+        default=None,
+        metavar="DIR",
+        help="folder for disk feature caches (one zarr store per image, level and plane; a "
+        "store made for another model or tiling is refused); default: memory only",
+    )
+    serve.add_argument(
+        "--max-upload-bytes",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="most bytes of uploaded in-memory images the server holds at once (default "
+        "512 MiB); one upload request stays limited to 16 MiB compressed, so open large "
+        "images by path",
+    )
     serve.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
     serve.set_defaults(func=_cmd_serve)
 

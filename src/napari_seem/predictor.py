@@ -536,21 +536,31 @@ class SeemPredictor:
 
     @torch.no_grad()
     def refer(
-        self, example: ReferringExample, *, example_image: npt.ArrayLike | None = None
+        self,
+        example: ReferringExample,
+        *,
+        example_image: npt.ArrayLike | None = None,
+        example_encoded: EncodedImage | None = None,
     ) -> SegmentationResult:
         """Segment, on the current image, what ``example``'s prompts mark on another image.
 
-        The example image is ``example_image`` or ``example.image``; it is encoded, its
-        prompts become visual tokens on its own features, and those tokens are decoded
-        against the current image (the official v1 code fails on this path; ours does not).
+        The example image is ``example_encoded`` (already encoded by this predictor, e.g.
+        with :meth:`encode`: reuse it when referring the same example on many tiles),
+        else ``example_image`` or ``example.image``, encoded here; its prompts become
+        visual tokens on its own features, and those tokens are decoded against the
+        current image (the official v1 code fails on this path; ours does not).
         """
-        image = example_image if example_image is not None else example.image
-        if image is None:
-            raise PromptError(
-                f"the referring example {example.image_ref or ''!s} has no pixels: pass "
-                "example_image= or build it with ReferringExample.from_image(...)"
-            )
-        other = self.encode(image)
+        if example_encoded is not None:
+            other = example_encoded
+        else:
+            image = example_image if example_image is not None else example.image
+            if image is None:
+                raise PromptError(
+                    f"the referring example {example.image_ref or ''!s} has no pixels: pass "
+                    "example_image=, example_encoded= or build it with "
+                    "ReferringExample.from_image(...)"
+                )
+            other = self.encode(image)
         if other.image_shape != example.image_shape:
             raise PromptError(
                 f"the example prompts were drawn on an image of shape {example.image_shape}, "

@@ -41,7 +41,8 @@ def test_everything_with_vocabulary_cancel_midway_never_freezes(
 ) -> None:
     viewer, widget = seem
     viewer.window._qt_window.resize(1500, 950)
-    scene = synthetic_nuclei((512, 512), n_objects=30, seed=3)
+    # 640 x 640 with the module's tile 256 / halo 32 (core 192): 16 tiles of the job
+    scene = synthetic_nuclei((640, 640), n_objects=40, seed=3)
     image = viewer.add_image(scene.image, name="nuclei", colormap="gray")
     widget.image.value = image
     widget.vocabulary.value = "nucleus, background"
@@ -50,6 +51,7 @@ def test_everything_with_vocabulary_cancel_midway_never_freezes(
     widget.segment_everything()
     assert widget.cancel_button.enabled and not widget.everything_button.enabled
     qtbot.waitUntil(lambda: widget._progress is not None and widget._progress.n >= 3, timeout=60000)
+    assert widget._progress.total == 16  # the engine's segment job counts tiles
     gap = meter.stop()
     assert gap < 0.5, f"the GUI event loop stalled for {gap:.2f} s while the job ran"
     assert len(meter.stamps) > 20
@@ -68,20 +70,26 @@ def test_everything_with_vocabulary_cancel_midway_never_freezes(
 def test_everything_on_a_region_commits_a_class_table(seem: Any, qtbot: Any, shoot: Any) -> None:
     viewer, widget = seem
     viewer.window._qt_window.resize(1500, 950)
-    scene = synthetic_nuclei((160, 160), n_objects=8, seed=4)
+    # 320 x 320: 2 x 2 tiles of the module's model process (tile 256, halo 32)
+    scene = synthetic_nuclei((320, 320), n_objects=14, seed=4)
     image = viewer.add_image(scene.image, name="nuclei", colormap="gray")
     widget.image.value = image
-    widget.vocabulary.value = "nucleus"
+    widget.vocabulary.value = "nucleus, cell"
+    # random weights: about 1/3 probability per class (2 terms + background); keep them
+    widget.min_score.value = 0.0
     widget.scope.value = "whole image"
     widget.segment_everything()
     wait_idle(qtbot, widget, timeout=60000)
     assert not _errors(widget)
+    assert widget._progress is None
     labels = viewer.layers["SEEM labels"]
     ids = sorted(set(np.unique(labels.data)) - {0})
     assert ids, "segment everything committed nothing"
     table = labels.features[labels.features["index"] > 0]
     assert sorted(table["index"]) == ids
-    assert set(table["source"]) <= {"panoptic", "interactive"}
+    assert set(table["source"]) == {"panoptic"}  # the engine's job, not a grid of clicks
+    names = set(table["class_name"])
+    assert names and names <= {"nucleus", "cell"}, names
     shot = shoot(viewer, "everything")
     rgb = shot[..., :3].astype(int)
     assert ((rgb.max(-1) - rgb.min(-1)) > 60).mean() > 0.01

@@ -3,8 +3,10 @@
 A random-weight model segments nothing in particular, so tests of stitching, seam merging
 and levels need answers they can predict. ``ThresholdPredictor`` encodes tiles with the
 real model (features, cache and timing paths are the real ones) but answers every prompt
-with the bright (> 128) connected components its positive prompts touch, and grounding
-with every bright component of the tile.
+with the bright (> 128) connected components its positive prompts touch, grounding
+with every bright component of the tile, and segment-everything with every bright
+component too, named by size: the vocabulary's first class for components of at least
+``BIG`` pixels (of the tile), its last class for smaller ones.
 """
 
 from __future__ import annotations
@@ -21,11 +23,14 @@ from napari_seem.prompts import ObjectPrompt
 from napari_seem.rasterize import rasterize_object
 from napari_seem.results import ObjectMask, SegmentationResult
 
+BIG = 400
+
 
 class ThresholdPredictor(SeemPredictor):
     def __init__(self, model: SeemModel) -> None:
         super().__init__(model, short_side=None)
         self._bright: dict[int, np.ndarray] = {}
+        self.everything_calls: list[dict[str, Any]] = []
 
     def encode_many(self, images: Sequence[Any]) -> list[EncodedImage]:
         encoded = super().encode_many(images)
@@ -54,3 +59,17 @@ class ThresholdPredictor(SeemPredictor):
             for k in range(1, int(components.max()) + 1)
         )
         return SegmentationResult(components.shape, found)
+
+    def segment_everything(self, vocabulary: Sequence[str], **kwargs: Any) -> SegmentationResult:
+        self.everything_calls.append({"vocabulary": list(vocabulary), **kwargs})
+        components = self._components()
+        found = []
+        for k in range(1, int(components.max()) + 1):
+            mask = components == k
+            name = vocabulary[0] if int(mask.sum()) >= BIG else vocabulary[-1]
+            found.append(
+                ObjectMask.from_full(
+                    mask, score=0.8, class_name=name, class_score=0.8, source="panoptic"
+                )
+            )
+        return SegmentationResult(components.shape, tuple(found))

@@ -180,3 +180,87 @@ def test_clear_model_cache_rebuilds() -> None:
     first = get_backend(None)
     clear_model_cache()
     assert get_backend(None) is not first
+
+
+def _seam_scene() -> np.ndarray:
+    scene = np.full((200, 300), 20, np.uint8)
+    scene[80:112, 80:112] = 220  # across the seams of four 96-pixel tile cores
+    scene[150:160, 10:20] = 220
+    return scene
+
+
+def _check_seam_result(result: napari_seem.SegmentationResult) -> None:
+    assert result.image_shape == (200, 300) and len(result) == 2
+    by_area = sorted(result, key=lambda o: o.area)
+    small, big = by_area
+    assert big.offset == (80, 80) and big.mask.shape == (32, 32) and big.mask.all()
+    assert (big.class_name, small.class_name) == ("blob", "speck")
+    assert small.bbox == (150, 10, 160, 20)
+
+
+def test_segment_everything_merges_objects_across_tile_seams() -> None:
+    from napari_seem.engine import Engine
+    from napari_seem.model.build import build_seem
+    from tests.engine._threshold import ThresholdPredictor
+
+    predictor = ThresholdPredictor(build_seem("seem-tiny-focal", seed=0))
+    with Engine(predictor, tile=128, halo=16) as engine:
+        seen: list[tuple[int, int]] = []
+        result = napari_seem.segment_everything(
+            _seam_scene(),
+            vocabulary=["blob", "speck"],
+            model=engine,
+            progress=lambda d, n: seen.append((d, n)),
+        )
+        _check_seam_result(result)
+        assert seen[0] == (0, 12) and seen[-1] == (12, 12)
+        # the job took the engine's model lock for every tile (one segment call per tile)
+        assert len(predictor.everything_calls) == 12
+        assert predictor.everything_calls[0].get("overlap_threshold", 0.8) == 0.8
+        napari_seem.segment_everything(
+            _seam_scene(), vocabulary=["blob"], model=engine, overlap_threshold=0.3
+        )
+        assert predictor.everything_calls[-1]["overlap_threshold"] == 0.3
+
+
+def test_segment_everything_through_a_seem_client(tmp_path: Path) -> None:
+    from napari_seem.engine import Engine
+    from napari_seem.engine.client import SeemClient
+    from napari_seem.engine.server import create_app
+    from napari_seem.model.build import build_seem
+    from tests.engine._threshold import ThresholdPredictor
+    from tests.engine.harness import served
+
+    predictor = ThresholdPredictor(build_seem("seem-tiny-focal", seed=0))
+    with Engine(predictor, tile=128, halo=16) as engine:
+        app = create_app(engine, token="jupyter-token", allowed_roots=[tmp_path])
+        with served(app) as url, SeemClient(url, "jupyter-token") as client:
+            seen: list[tuple[int, int]] = []
+            result = napari_seem.segment_everything(
+                _seam_scene(),
+                vocabulary="blob, speck",
+                model=client,
+                progress=lambda d, n: seen.append((d, n)),
+            )
+            _check_seam_result(result)
+            assert seen[-1] == (12, 12) and all(n == 12 for _, n in seen)
+            cancel = threading.Event()
+
+            def stop_early(done: int, _total: int) -> None:
+                if done >= 1:
+                    cancel.set()
+
+            with pytest.raises(Cancelled, match="cancelled after"):
+                napari_seem.segment_everything(
+                    _seam_scene(),
+                    vocabulary=["blob"],
+                    model=client,
+                    progress=stop_early,
+                    cancel=cancel,
+                )
+            with pytest.raises(PromptError, match="mode must be"):
+                get_backend(client).everything(
+                    get_backend(client).open(_seam_scene()),
+                    ["blob"],
+                    mode="all",  # type: ignore[arg-type]
+                )

@@ -260,7 +260,8 @@ class SeemWidget(anywidget.AnyWidget):
         return self._submit("refer", self._do_refer, block)
 
     def everything(self, *, block: bool = True) -> Future[Any]:
-        """Segment everything of ``vocabulary`` tile by tile and commit it (one undo step)."""
+        """Segment everything of ``vocabulary`` and commit it (one undo step): the engine's
+        ``"segment"`` job, tile by tile with objects merged across tile seams."""
         self._cancel.clear()
         return self._submit("everything", self._do_everything, block)
 

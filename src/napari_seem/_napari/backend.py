@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from napari_seem.engine.client import RemoteError, SeemClient
+from napari_seem.engine.labels import LabelsCrop
 from napari_seem.prompts import MaskPrompt, ObjectPrompt, Points, TextPrompt
 from napari_seem.results import ObjectMask
 
@@ -322,17 +323,22 @@ class Backend:
         box: tuple[int, int, int, int] | None,
         progress: Progress,
         cancel: threading.Event,
+        object_mask_threshold: float = 0.4,
         step: int = 64,
         min_area: int = 16,
     ) -> list[ObjectMask]:
         """Segment every object in ``box`` (default the whole plane).
 
-        Uses the engine's ``"segment"`` job (panoptic decoding with ``vocabulary``) when
-        the connected engine registers that kind. Otherwise it prompts a grid of clicks
-        every ``step`` level-0 pixels, skipping clicks that land on an object already
-        found (a click's object is kept when it covers at least ``min_area`` pixels and
-        is mostly new), composing each click with the vocabulary when it holds exactly
-        one term.
+        Runs the engine's ``"segment"`` job: panoptic decoding with ``vocabulary`` on
+        every tile, objects crossing tile seams merged into one, each named by its class
+        (``object_mask_threshold``: least class probability of a kept object; ``min_area``:
+        smaller objects are dropped). Progress counts tiles.
+
+        Without a vocabulary (SEEM's panoptic head needs class names), or on an older
+        server without the ``"segment"`` job, it prompts a grid of clicks every ``step``
+        level-0 pixels instead, skipping clicks that land on an object already found (a
+        click's object is kept when it covers at least ``min_area`` pixels and is mostly
+        new), composing each click with the vocabulary when it holds exactly one term.
 
         Raises:
             Cancelled: ``cancel`` was set; objects found so far are lost.
@@ -340,9 +346,15 @@ class Backend:
         h, w = image.image_shape
         r0, c0, r1, c1 = box or (0, 0, h, w)
         session = self.session(image, plane)
-        job = self._segment_job(session, vocabulary, (r0, c0, r1, c1), progress, cancel)
-        if job is not None:
-            return job
+        if vocabulary:
+            params = {
+                "vocabulary": list(vocabulary),
+                "object_mask_threshold": float(object_mask_threshold),
+                "min_area": int(min_area),
+            }
+            job = self._segment_job(session, params, (r0, c0, r1, c1), progress, cancel)
+            if job is not None:
+                return job
         text = TextPrompt(vocabulary[0]) if len(vocabulary) == 1 else None
         rows = np.arange(r0 + step // 2, r1, step)
         cols = np.arange(c0 + step // 2, c1, step)
@@ -365,18 +377,17 @@ class Backend:
     def _segment_job(
         self,
         session: str,
-        vocabulary: Sequence[str],
+        params: dict[str, Any],
         box: tuple[int, int, int, int],
         progress: Progress,
         cancel: threading.Event,
     ) -> list[ObjectMask] | None:
-        """Run the engine's ``"segment"`` job; ``None`` when the engine has no such kind."""
+        """Run the engine's ``"segment"`` job; ``None`` when the engine has no such kind
+        (a server older than the job: its message names the unknown kind)."""
         import time
 
         try:
-            status = self.client.start_job(
-                session, kind="segment", box=box, params={"vocabulary": list(vocabulary)}
-            ).result()
+            status = self.client.start_job(session, kind="segment", box=box, params=params).result()
         except RemoteError as exc:
             if "unknown job kind" in exc.message:
                 return None
@@ -493,25 +504,7 @@ def _new_part(
     )
 
 
-def labels_crop_objects(crop: Any) -> list[ObjectMask]:
+def labels_crop_objects(crop: LabelsCrop) -> list[ObjectMask]:
     """The objects of a job's ``LabelsCrop`` (``labels`` ``(h, w)`` uint32 at ``offset``,
     ``classes`` rows with ``id``, ``class_name``, ``score``), one per id, level-0."""
-    rows = {int(r["id"]): r for r in crop.classes}
-    out = []
-    for value in np.unique(crop.labels):
-        if value == 0:
-            continue
-        row = rows.get(int(value), {})
-        mask = crop.labels == value
-        rr, cc = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-        out.append(
-            ObjectMask(
-                mask[rr[0] : rr[-1] + 1, cc[0] : cc[-1] + 1],
-                (crop.offset[0] + int(rr[0]), crop.offset[1] + int(cc[0])),
-                score=float(row.get("score") or 0.0),
-                class_name=row.get("class_name"),
-                class_score=row.get("class_score"),
-                source=str(row.get("source") or "panoptic"),
-            )
-        )
-    return out
+    return crop.to_objects(source="panoptic")

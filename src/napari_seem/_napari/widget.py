@@ -25,6 +25,7 @@ from magicgui.widgets import (
     ComboBox,
     Container,
     FileEdit,
+    FloatSpinBox,
     Label,
     LineEdit,
     Password,
@@ -120,6 +121,13 @@ class SeemWidget(Container):
         self.vocabulary = LineEdit(label="Vocabulary")
         self.vocabulary.native.setPlaceholderText("comma-separated classes, e.g. nucleus, cell")
         self.scope = ComboBox(label="Region", choices=["current view", "whole image"])
+        self.min_score = FloatSpinBox(
+            label="Min. class score", value=0.4, min=0.0, max=1.0, step=0.05
+        )
+        self.min_score.tooltip = (
+            "Segment everything keeps objects whose class probability exceeds this "
+            "(lower finds more; 0.8 is strict)"
+        )
         self.everything_button = PushButton(text="Segment everything")
         self.direction = ComboBox(label="Direction", choices=["forward", "backward"])
         self.propagate_button = PushButton(text="Propagate through stack")
@@ -155,7 +163,7 @@ class SeemWidget(Container):
                 group("example", self.example_image, self.example_prompts),
                 self.find_button,
                 header("Segment everything"),
-                group("everything", self.vocabulary, self.scope),
+                group("everything", self.vocabulary, self.scope, self.min_score),
                 row(self.everything_button, self.cancel_button),
                 header("Stacks (z / t)"),
                 row(self.direction, self.propagate_button),
@@ -776,11 +784,18 @@ class SeemWidget(Container):
         if self.scope.value == "current view":
             box = L.visible_box(self.viewer, image)
         plane, ref = self._plane(image), self._ref(image)
+        threshold = float(self.min_score.value)
         cancel = self._start_long("SEEM: segment everything")
 
         def work(backend: Backend) -> list[ObjectMask]:
             return backend.segment_everything(
-                ref, plane, vocabulary, box=box, progress=self._report, cancel=cancel
+                ref,
+                plane,
+                vocabulary,
+                box=box,
+                progress=self._report,
+                cancel=cancel,
+                object_mask_threshold=threshold,
             )
 
         def done(objects: list[ObjectMask]) -> None:

@@ -25,12 +25,14 @@ and chunks are skipped; a different configuration is refused.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -115,6 +117,7 @@ class _Context:
     make_predictor: Callable[[], SeemPredictor] | None = None
     predictor_: SeemPredictor | None = None
     encode: Callable[[Tile], EncodedImage] | None = None
+    lock: AbstractContextManager[Any] | None = None
 
     @property
     def predictor(self) -> SeemPredictor:
@@ -212,27 +215,30 @@ def _run_tile(ctx: _Context, job: _TileJob) -> tuple[tuple[int, ...], float]:
     from napari_seem.batch.merge import tile_stats
 
     rgb, valid = _read(ctx, job.tile, job.plane, job.level, job.read_valid)
-    encoded = ctx.encode(job.tile) if ctx.encode is not None and job.level == 0 else None
     if job.propagate_from is None:
-        answer = segment_tile(
-            ctx.predictor, rgb, job.task, window=job.tile.outer, valid=valid, encoded=encoded
-        )
+        with ctx.lock or contextlib.nullcontext():  # one tile's encode + decode at a time
+            encoded = ctx.encode(job.tile) if ctx.encode is not None else None
+            answer = segment_tile(
+                ctx.predictor, rgb, job.task, window=job.tile.outer, valid=valid, encoded=encoded
+            )
     else:
         import zarr
 
         previous_rgb, _ = _read(ctx, job.tile, job.propagate_from, job.level, False)
         labels: Any = zarr.open_array(job.labels_path, mode="r")
         previous = np.asarray(labels[(*job.propagate_from, *job.tile.outer_slices)])
-        answer = propagate_tile(
-            ctx.predictor,
-            previous_rgb,
-            previous,
-            rgb,
-            class_names=job.class_names,
-            valid=valid,
-            min_area=job.task.min_area,
-            encoded=encoded,
-        )
+        with ctx.lock or contextlib.nullcontext():
+            encoded = ctx.encode(job.tile) if ctx.encode is not None else None
+            answer = propagate_tile(
+                ctx.predictor,
+                previous_rgb,
+                previous,
+                rgb,
+                class_names=job.class_names,
+                valid=valid,
+                min_area=job.task.min_area,
+                encoded=encoded,
+            )
     stats = tile_stats(
         job.tile,
         answer.labels,
@@ -550,6 +556,7 @@ def segment_image(
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
     encode: Callable[[Tile], EncodedImage] | None = None,
+    lock: AbstractContextManager[Any] | None = None,
     object_mask_threshold: float = 0.4,
     text_threshold: float = 0.05,
     min_iou: float = 0.5,
@@ -596,7 +603,11 @@ def segment_image(
             runs' work too).
         cancel: set it to stop after the running tiles; the run resumes later.
         encode: ``encode(tile) -> EncodedImage`` to reuse cached features (the engine's
-            feature cache; level 0 and a grid equal to ``TileGrid.for_model``).
+            feature cache: tiles of ``TileGrid.for_model`` on the segmented level's pixels,
+            read as :meth:`~napari_seem.io.ImageSource.read_level_rgb` reads them).
+            In-process runs only.
+        lock: held around each tile's model use (``encode`` and decoding), e.g. the
+            engine's ``model_lock`` when the predictor is shared; in-process runs only.
         object_mask_threshold: panoptic class-probability threshold.
         text_threshold: grounding share for further instances per tile.
         min_iou: least IoU in the halo overlap for pieces to be one object.
@@ -714,7 +725,7 @@ def segment_image(
         make_context=functools.partial(_worker_context, source_spec, worker_model)
         if source_spec is not None and worker_model is not None
         else (lambda: None),
-        local_context=lambda: _Context(source, local_factory, encode=encode),
+        local_context=lambda: _Context(source, local_factory, encode=encode, lock=lock),
     )
     read_valid = source.config.nodata is not None or source.dtype.kind == "f"
     total_tiles = len(grid_tiles) * len(plane_list)
@@ -1016,6 +1027,7 @@ def segment_region(
     cancel: threading.Event | None = None,
     encode: Callable[[Tile], EncodedImage] | None = None,
     overwrite: bool = False,
+    lock: AbstractContextManager[Any] | None = None,
 ) -> RunSummary:
     """The engine-job entry point: segment a region with an already built predictor.
 
@@ -1024,6 +1036,9 @@ def segment_region(
     call); ``encode(tile)`` returns the tile's features from the engine's feature cache
     (the grid is ``TileGrid.for_model(shape, model_input=tile, halo=halo)``, level 0, as
     the engine's). ``image`` may be an already opened :class:`~napari_seem.io.ImageSource`.
+    ``lock`` (e.g. ``engine.model_lock``) is held around each tile's encode and decode, so
+    a predictor shared with interactive requests never sees two tiles at once; ``encode``
+    is then called with it held.
     """
     return segment_image(
         image,
@@ -1041,4 +1056,5 @@ def segment_region(
         cancel=cancel,
         encode=encode,
         overwrite=overwrite,
+        lock=lock,
     )

@@ -39,7 +39,10 @@ batch jobs); instances crossing seams are merged (:mod:`napari_seem.engine.insta
 Instances are cut at the border of the decoded tiles' cores.
 
 **Jobs** are pluggable: :meth:`Engine.register_job_kind` adds a kind (a runner run on the
-engine's single worker thread); ``"encode_region"`` (prefetch features) is built in.
+engine's single worker thread); ``"encode_region"`` (prefetch features) and ``"segment"``
+(segment everything / a phrase over a region with seam-aware merging, answering a
+:class:`~napari_seem.engine.labels.LabelsCrop`) are built in
+(:mod:`napari_seem.engine.job_kinds`).
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ from napari_seem.engine.errors import (
     UnknownSessionError,
 )
 from napari_seem.engine.instances import TilePiece, merge_pieces
+from napari_seem.engine.job_kinds import DEFAULT_MAX_RESULT_PIXELS
 from napari_seem.engine.jobs import JobCancelled, JobEvent, JobRecord, JobState
 from napari_seem.engine.levels import LevelFrame
 from napari_seem.engine.tile_prompts import object_in_window, object_mask_in_window
@@ -235,6 +239,8 @@ class Engine:
             and bands, stamped with a signature; a store made for another model, tiling or
             image is refused with :class:`StaleCacheRefusedError`). None: memory only.
         max_upload_bytes: most bytes of uploaded in-memory images held at once.
+        max_result_pixels: largest level-0 box a ``"segment"`` job answers as a labels
+            crop (a larger one needs the job's ``out=`` zarr path).
     """
 
     def __init__(
@@ -248,6 +254,7 @@ class Engine:
         max_tiles: int = 64,
         cache_dir: str | Path | None = None,
         max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+        max_result_pixels: int = DEFAULT_MAX_RESULT_PIXELS,
     ) -> None:
         if isinstance(model, SeemPredictor):
             predictor = model
@@ -267,6 +274,7 @@ class Engine:
         self.max_tiles = int(max_tiles)
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self.max_upload_bytes = int(max_upload_bytes)
+        self.max_result_pixels = int(max_result_pixels)
         report = getattr(predictor.model, "load_report", None)
         self.checkpoint_id = checkpoint_id or (
             "random" if report is None else str(getattr(report, "source", "checkpoint"))
@@ -278,9 +286,15 @@ class Engine:
         self._jobs: dict[str, JobRecord] = {}
         self._kinds: dict[str, _JobKind] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="napari-seem-job")
-        from napari_seem.engine.job_kinds import check_encode_region, run_encode_region
+        from napari_seem.engine.job_kinds import (
+            check_encode_region,
+            check_segment,
+            run_encode_region,
+            run_segment,
+        )
 
         self.register_job_kind("encode_region", run_encode_region, check=check_encode_region)
+        self.register_job_kind("segment", run_segment, check=check_segment)
 
     @property
     def model_lock(self) -> threading.Lock:
@@ -690,11 +704,13 @@ class Engine:
         rgb = other.source.read_level_rgb(*window, level=other.frame.level, plane=other.plane)
         referring = ReferringExample.from_image(rgb, visual, label=label)
         tiles = self._region_tiles(target, box, what="refer")
+        with self._model_lock:  # encoded once, referred on every tile
+            example_encoded = self.predictor.encode(rgb)
         pieces: list[TilePiece] = []
         for tile in tiles:
             with self._model_lock:
                 self.predictor.set_encoded(self.encoded(target, tile))
-                found = self.predictor.refer(referring)
+                found = self.predictor.refer(referring, example_encoded=example_encoded)
             pieces += [
                 TilePiece(tile, obj.full(tile.outer_shape), obj.score)
                 for obj in found
@@ -787,8 +803,10 @@ class Engine:
 
         Kinds: ``"encode_region"`` (built in): encode (into the session's feature cache)
         every tile whose core meets ``box=(row0, col0, row1, col1)`` (level-0, max
-        exclusive; default the whole image); progress counts tiles. Others: see
-        :meth:`register_job_kind`.
+        exclusive; default the whole image); progress counts tiles. ``"segment"`` (built
+        in): ``vocabulary=[...]`` or ``text="..."``, ``mode=``, ``box=``, ``out=`` ->
+        a :class:`~napari_seem.engine.labels.LabelsCrop` (see
+        :mod:`napari_seem.engine.job_kinds`). Others: see :meth:`register_job_kind`.
 
         Raises:
             UnknownSessionError: ``session_id`` is not open.

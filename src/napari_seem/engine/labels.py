@@ -20,6 +20,9 @@ little-endian::
                     compression  "zlib"
                     classes      class table rows, e.g. {"id": 1, "class_name": "cell",
                                  "score": 0.9, ...}; "id" is the label value
+                    output       optional: where a job wrote its full result instead
+                                 (e.g. {"labels": path, "class_table": csv, ...}); the
+                                 crop is then empty (0 x 0). Readers ignore unknown keys.
     12+n    ...   zlib.compress(labels as C-order "<u4" bytes)
 
 JSON keeps the table self-describing and extensible; the pixels stay binary (a 4096^2
@@ -39,7 +42,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from napari_seem.results import SegmentationResult
+from napari_seem.results import ObjectMask, SegmentationResult
 
 __all__ = ["LABELS_FORMAT_VERSION", "LABELS_MEDIA_TYPE", "LabelsCrop", "decode_labels"]
 
@@ -63,6 +66,10 @@ class LabelsCrop:
         classes: JSON-safe rows, one per label id (``"id"`` and usually ``"class_name"``,
             ``"score"``; see :meth:`SegmentationResult.class_table`).
         plane: plane indices of a stack; ``()`` for a 2-D image.
+        output: JSON-safe description of where a job wrote its labels when they were too
+            large to send (the ``"segment"`` job with ``out=``): ``labels`` (zarr path),
+            ``class_table`` (CSV path), ``objects``, ``shape``, ``level``; the crop is
+            then usually empty. ``None`` for an ordinary crop.
     """
 
     labels: npt.NDArray[np.uint32]
@@ -70,6 +77,7 @@ class LabelsCrop:
     image_shape: tuple[int, int]
     classes: tuple[Mapping[str, Any], ...] = ()
     plane: tuple[int, ...] = field(default=())
+    output: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         labels = np.asarray(self.labels)
@@ -91,6 +99,8 @@ class LabelsCrop:
         object.__setattr__(self, "image_shape", shape)
         object.__setattr__(self, "plane", tuple(int(p) for p in self.plane))
         object.__setattr__(self, "classes", tuple(dict(row) for row in self.classes))
+        if self.output is not None:
+            object.__setattr__(self, "output", dict(self.output))
 
     @classmethod
     def from_result(
@@ -123,9 +133,38 @@ class LabelsCrop:
                 labels[top - r0 : bottom - r0, left - c0 : right - c0][part] = i + 1
         return cls(labels, (r0, c0), (h, w), tuple(result.class_table()), result.plane)
 
+    def to_objects(self, *, source: str = "panoptic") -> list[ObjectMask]:
+        """One level-0 :class:`ObjectMask` crop per label id, in id order, named from the
+        class table (``class_name``, ``score``, ``class_score``, ``source``; ``source``
+        is the default for rows without one)."""
+        from scipy import ndimage
+
+        if not self.labels.size:
+            return []
+        rows = {int(r["id"]): r for r in self.classes if "id" in r}
+        found = ndimage.find_objects(self.labels)
+        out = []
+        for value in np.unique(self.labels).tolist():
+            if value == 0:
+                continue
+            rs, cs = found[value - 1]
+            row = rows.get(value, {})
+            class_score = row.get("class_score")
+            out.append(
+                ObjectMask(
+                    self.labels[rs, cs] == value,
+                    (self.offset[0] + rs.start, self.offset[1] + cs.start),
+                    score=float(row.get("score") or 0.0),
+                    class_name=row.get("class_name"),
+                    class_score=None if class_score is None else float(class_score),
+                    source=str(row.get("source") or source),
+                )
+            )
+        return out
+
     def to_bytes(self) -> bytes:
         """The binary payload (module docstring)."""
-        header = {
+        header: dict[str, Any] = {
             "shape": list(self.labels.shape),
             "offset": list(self.offset),
             "image_shape": list(self.image_shape),
@@ -134,6 +173,8 @@ class LabelsCrop:
             "compression": "zlib",
             "classes": list(self.classes),
         }
+        if self.output is not None:
+            header["output"] = dict(self.output)
         text = json.dumps(header, allow_nan=False).encode("utf-8")
         pixels = zlib.compress(np.ascontiguousarray(self.labels, dtype="<u4").tobytes(), 6)
         return _PREFIX.pack(_MAGIC, LABELS_FORMAT_VERSION, len(text)) + text + pixels
@@ -173,6 +214,7 @@ def decode_labels(data: bytes) -> LabelsCrop:
             tuple(header["image_shape"]),
             tuple(header.get("classes", ())),
             tuple(header.get("plane", ())),
+            header.get("output"),
         )
     except (KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError, zlib.error) as exc:
         raise ValueError(f"corrupt labels payload: {exc}") from None

@@ -207,7 +207,8 @@ class JobRequest(BaseModel):
         default="encode_region",
         min_length=1,
         max_length=100,
-        description="a job kind the engine has registered ('encode_region' is built in)",
+        description="a job kind the engine has registered ('encode_region' and 'segment' are "
+        "built in)",
     )
     box: BoxField = Field(
         default=None,
@@ -224,7 +225,7 @@ class JobStatusReply(BaseModel):
     kind: str
     session_id: str
     state: JobStateName
-    done: int = Field(description="work units finished (tiles for encode_region)")
+    done: int = Field(description="work units finished (tiles for encode_region and segment)")
     total: int
     error: str | None = None
     has_result: bool = Field(default=False, description="GET /jobs/{id}/result has a result")

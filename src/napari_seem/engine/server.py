@@ -17,7 +17,9 @@ Endpoints (all but ``/health`` need ``Authorization: Bearer <token>``):
 - ``POST /sessions/{id}/predict``: one object prompt -> :class:`ObjectMaskReply`.
 - ``POST /sessions/{id}/ground``: every instance of a phrase in a box -> ``ObjectsReply``.
 - ``POST /sessions/{id}/refer``: what an example on another session marks -> ``ObjectsReply``.
-- ``POST /sessions/{id}/jobs``: start a registered job kind (202), e.g. ``encode_region``.
+- ``POST /sessions/{id}/jobs``: start a registered job kind (202), e.g. ``encode_region`` or
+  ``segment``; a job parameter ``out`` is a path the server writes, so it must lie inside
+  the allowed roots like image paths (403 otherwise).
 - ``GET /jobs/{id}``, ``GET /jobs/{id}/events?since=N``, ``POST /jobs/{id}/cancel``,
   ``GET /jobs/{id}/result`` (binary labels payload, :mod:`napari_seem.engine.labels`).
 
@@ -312,8 +314,9 @@ class _Roots:
         self.dirs = [Path(r).expanduser().resolve() for r in roots if not _is_url(str(r))]
         self.urls = [str(r).rstrip("/") + "/" for r in roots if _is_url(str(r))]
 
-    def check(self, path: str) -> str:
-        """The path to open (resolved), or :class:`ApiError` 403 when it is not allowed."""
+    def check(self, path: str, *, what: str = "image") -> str:
+        """The path to open or write (resolved), or :class:`ApiError` 403 when it is not
+        allowed."""
         allowed = ", ".join([*(str(d) for d in self.dirs), *self.urls]) or "none"
         if _is_url(path):
             if any(path.startswith(u) for u in self.urls):
@@ -325,7 +328,7 @@ class _Roots:
         raise ApiError(
             403,
             "PathNotAllowed",
-            f"{path!r} is outside the server's allowed roots ({allowed}): move the image "
+            f"{path!r} is outside the server's allowed roots ({allowed}): put the {what} "
             "under one of them or restart the server with --allow-root DIR",
         )
 
@@ -574,7 +577,7 @@ def create_app(
         response_model=JobStatusReply,
         status_code=202,
         dependencies=auth,
-        responses=_ERRORS,
+        responses={**_ERRORS, 403: {"model": ErrorReply, "description": "out path not allowed"}},
     )
     def start_job(session_id: str, body: JobRequest) -> JobStatusReply:
         params = dict(body.params)
@@ -584,6 +587,8 @@ def create_app(
                     422, "ValidationError", "box and params.box differ: give the box once"
                 )
             params["box"] = body.box
+        if isinstance(params.get("out"), str):  # a path the server writes: same roots
+            params["out"] = roots.check(params["out"], what="output path")
         job_id = engine.start_job(body.kind, session_id, **params)
         return _job_reply(engine.job_status(job_id))
 
