@@ -347,7 +347,12 @@ def test_spawn_local_end_to_end_and_a_dead_server(
         prompt = _click()
         remote = client.predict(sid, prompt).result(120)
         with Engine(model, tile=TILE, halo=HALO) as local:
-            assert remote == local.predict(local.open_session(str(zarr_path)), prompt)
+            expected = local.predict(local.open_session(str(zarr_path)), prompt)
+        # the server process may run torch with other thread counts: the same mask, and
+        # the same score up to float summation order
+        assert remote.offset == expected.offset
+        np.testing.assert_array_equal(remote.mask, expected.mask)
+        assert remote.score == pytest.approx(expected.score, abs=1e-4)
 
         client.process.kill()
         client.process.wait(30)

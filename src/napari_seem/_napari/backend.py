@@ -126,6 +126,9 @@ class Backend:
         self._owns_staging = owns_staging
         self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="seem-napari")
         self._lock = threading.Lock()
+        # held while a session is opened: live mode and prefetch may ask for the same layer
+        # at once, and its staging copy must be written once
+        self._open_lock = threading.RLock()
         self._sessions: dict[tuple[str, tuple[int, ...]], str] = {}
         self._opened: dict[str, tuple[str, str | None]] = {}  # key -> (path or image id, kind)
         self.info = client.info().result()  # model, device, weights: shown in the widget
@@ -210,14 +213,15 @@ class Backend:
                 f"layer {image.name!r} has stack axes of sizes {image.plane_shape}: a prompt "
                 f"needs one index per axis, got plane {plane}"
             )
-        with self._lock:
-            found = self._sessions.get((image.key, plane))
-        if found is not None:
-            return found
-        session_id = self._open(image, plane)
-        with self._lock:
-            self._sessions[(image.key, plane)] = session_id
-        return session_id
+        with self._open_lock:
+            with self._lock:
+                found = self._sessions.get((image.key, plane))
+            if found is not None:
+                return found
+            session_id = self._open(image, plane)
+            with self._lock:
+                self._sessions[(image.key, plane)] = session_id
+            return session_id
 
     def _open(self, image: ImageRef, plane: tuple[int, ...]) -> str:
         if image.path is not None:
@@ -251,15 +255,16 @@ class Backend:
         from napari_seem._napari.ome_zarr import write_ome_image
 
         assert self.staging is not None
-        with self._lock:
-            known = self._opened.get(image.key)
-        if known is not None:
-            return known[0]
-        safe = "".join(ch if ch.isalnum() else "-" for ch in image.key)
-        path = write_ome_image(self.staging / f"{safe}.zarr", image.array, image.axes)
-        with self._lock:
-            self._opened[image.key] = (str(path), "staged")
-        return str(path)
+        with self._open_lock:
+            with self._lock:
+                known = self._opened.get(image.key)
+            if known is not None:
+                return known[0]
+            safe = "".join(ch if ch.isalnum() else "-" for ch in image.key)
+            path = write_ome_image(self.staging / f"{safe}.zarr", image.array, image.axes)
+            with self._lock:
+                self._opened[image.key] = (str(path), "staged")
+            return str(path)
 
     # ------------------------------------------------------------------ requests (blocking)
 
