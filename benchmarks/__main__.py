@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from benchmarks import all as all_benchmarks
 from benchmarks import batch_throughput, engine_latency, model_speed
 
 # name -> module with add_arguments(parser) and main(args); the first docstring line is the help
@@ -13,6 +14,7 @@ BENCHMARKS = {
     "model-speed": model_speed,
     "engine": engine_latency,
     "batch": batch_throughput,
+    "all": all_benchmarks,
 }
 
 

@@ -164,7 +164,7 @@ class _Warm:
     frame: ModelFrame
     features: ImageFeatures
     memory: ImageMemory
-    tokenizer: ClipTokenizer
+    tokenizer: ClipTokenizer | Any  # seem-lite: its MiniLM tokenizer
     vocabulary: torch.Tensor  # (VOCABULARY_SIZE, dim_proj) unit rows
 
 
@@ -249,8 +249,11 @@ def measure_variant(
     budget_s: float = DEFAULT_BUDGET_S,
     threads: int | None = None,
     log: Log | None = _stderr,
+    paths: Sequence[str] = PATHS,
+    encode_repeats: int | None = None,
 ) -> dict[str, Any]:
-    """Every measurement of one variant, in this process.
+    """Every measurement of one variant, in this process (decode ``paths``: of :data:`PATHS`;
+    ``encode_repeats``: most samples of image encoding, default ``repeats``).
 
     Returns:
         ``{"model": {...}, "image": [rows], "prompts": [rows]}``: ``model`` has the
@@ -264,21 +267,39 @@ def measure_variant(
         torch.set_num_threads(threads)
     try:
         with torch.inference_mode():
-            return _measure(variant, sorted(sizes), repeats=repeats, budget_s=budget_s, say=say)
+            return _measure(
+                variant,
+                sorted(sizes),
+                repeats=repeats,
+                budget_s=budget_s,
+                say=say,
+                paths=paths,
+                encode_repeats=encode_repeats,
+            )
     finally:
         torch.set_num_threads(previous_threads)
 
 
 def _measure(
-    variant: str, sizes: Sequence[int], *, repeats: int, budget_s: float, say: Log
+    variant: str,
+    sizes: Sequence[int],
+    *,
+    repeats: int,
+    budget_s: float,
+    say: Log,
+    paths: Sequence[str] = PATHS,
+    encode_repeats: int | None = None,
 ) -> dict[str, Any]:
     rss_before = peak_rss_bytes()
     t0 = time.perf_counter()
-    model = build_seem(variant, device="cpu")
+    # random weights: seem-lite's trained parts stay random too (speed does not depend on them)
+    model = build_seem(variant, device="cpu", shipped_weights=False)
     built_s = time.perf_counter() - t0
     parameters = sum(p.numel() for p in model.parameters())
     say(f"[{variant}] built in {built_s:.1f} s, {parameters / 1e6:.1f} M parameters")
-    tokenizer = load_clip_tokenizer()
+    # a text encoder that brings its own tokenizer (seem-lite's MiniLM) uses it
+    bundled = getattr(model.text_encoder, "bundled_tokenizer", None)
+    tokenizer = bundled() if bundled is not None else load_clip_tokenizer()
     generator = torch.Generator().manual_seed(0)
     vocabulary = torch.randn(VOCABULARY_SIZE, model.decoder.config.dim_proj, generator=generator)
     vocabulary = vocabulary / vocabulary.norm(dim=-1, keepdim=True)
@@ -305,7 +326,7 @@ def _measure(
             held.clear()
             held["features"] = model.encode_image(x)
 
-        encoded = measure(encode)
+        encoded = sample(encode, repeats=encode_repeats or repeats, budget_s=budget_s)
         stats = encoded.stats()
         image_rows.append(_row(encoded, **keys, stage="encode_image"))
         say(f"[{variant} {size}] encode_image p50 {stats.p50_s:.3f} s (n={stats.n})")
@@ -329,7 +350,7 @@ def _measure(
             vocabulary,
         )
         for case in prompt_cases(size):
-            for path in PATHS:
+            for path in paths:
                 samples = measure(partial(_prompt_step, warm, case, path))
                 stats = samples.stats()
                 tasks = case.fast_tasks | {"object"} if path == "full" else case.fast_tasks
@@ -373,6 +394,8 @@ def run(
     threads: int | None = None,
     isolate: bool = True,
     log: Log | None = _stderr,
+    paths: Sequence[str] = PATHS,
+    encode_repeats: int | None = None,
 ) -> dict[str, Any]:
     """Measure every variant; the JSON-ready result.
 
@@ -396,7 +419,13 @@ def run(
     started = time.perf_counter()
     parts = []
     for variant in variants:
-        kwargs: dict[str, Any] = {"repeats": repeats, "budget_s": budget_s, "threads": threads}
+        kwargs: dict[str, Any] = {
+            "repeats": repeats,
+            "budget_s": budget_s,
+            "threads": threads,
+            "paths": tuple(paths),
+            "encode_repeats": encode_repeats,
+        }
         if isolate:
             # a fresh process per variant: its getrusage peak is this variant's alone
             context = multiprocessing.get_context("spawn")
@@ -416,6 +445,7 @@ def run(
             "budget_s": budget_s,
             "warmup": 1,
             "isolated": isolate,
+            "paths": list(paths),
             "weights": "random",
             "text_query": TEXT_QUERY,
             "vocabulary_size": VOCABULARY_SIZE,

@@ -169,3 +169,51 @@ def test_batch_benchmark_smoke(tmp_path: Path) -> None:
     assert json.loads(json_path.read_text())["benchmark"] == "batch"
     assert "| 600^2 | 1 | central 500^2 region |" in md_path.read_text()
     assert build_parser().parse_args(["batch", "--quick"]).main is batch_throughput.main
+
+
+# ---------------------------------------------------------------- benchmarks all --quick
+
+
+@pytest.mark.slow
+def test_all_quick_runs_every_section_and_writes_results(tmp_path: Path) -> None:
+    from benchmarks import all as all_benchmarks
+
+    result = all_benchmarks.run(all_benchmarks.Plan.quick(), threads=1, log=None)
+    json_path, md_path = all_benchmarks.write_outputs(result, tmp_path, tmp_path / "RESULTS.md")
+    data = json.loads(json_path.read_text(encoding="utf-8"))
+    sections = data["sections"]
+    assert set(sections) == set(all_benchmarks.SECTIONS)
+    failed = {name: s["error"] for name, s in sections.items() if s["error"]}
+    assert not failed, failed
+    speed = sections["model_speed"]["data"]
+    assert {r["prompt"] for r in speed["prompts"]} == set(model_speed.PROMPTS)
+    peers = sections["peers"]["data"]
+    assert [p["variant"] for p in peers] == ["sam-vit-b", "sam2-hiera-t"]
+    for peer in peers:
+        assert peer.get("error") is None and {r["prompt"] for r in peer["prompts"]} == {
+            "click",
+            "box",
+            "scribble",
+        }
+    whole = sections["whole_image"]["data"]
+    assert {r["workers"] for r in whole["batch"]["runs"]} == {1, 2}
+    assert {r["path"] for r in whole["engine"]} == {"in_process", "model_process"}
+    assert all(_positive_finite(r["megapixels_per_s"]) for r in whole["engine"])
+    gui = sections["gui"]["data"]
+    assert gui["finished"] and not gui["errors"]
+    assert _positive_finite(gui["during_job"]["max_gap_s"])
+    gpu = sections["gpu"]["data"]
+    import torch
+
+    assert gpu["available"] == torch.cuda.is_available()
+    (evaluation,) = sections["quality"]["data"]["evaluations"]
+    assert 0.0 <= evaluation["methods"]["watershed"]["everything"]["f1"] <= 1.0
+
+    text = md_path.read_text(encoding="utf-8")
+    assert text.startswith("# napari-seem benchmark results") and "--quick" in text
+    for heading in ("Model speed", "Whole-image", "GUI responsiveness", "GPU", "Quality"):
+        assert f"## {heading}" in text
+    assert "| sam-vit-b | 64 |" in text and "n/a (no text prompt" in text
+    if not torch.cuda.is_available():
+        assert "no CUDA on this machine" in text
+    assert "| watershed |" in text

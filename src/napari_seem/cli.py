@@ -91,7 +91,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             f"{args.variant} needs weights: pass --checkpoint PATH or run "
             f"`napari-seem models download {args.variant}`"
         )
-    if checkpoint is None:
+    from napari_seem.variants import seem_lite_shipped
+
+    shipped = args.variant == "seem-lite" and seem_lite_shipped()
+    if checkpoint is None and not shipped:
         print(RANDOM_WEIGHTS_NOTE.format(variant=args.variant), file=sys.stderr)
     try:
         model = build_seem(args.variant, checkpoint=checkpoint, device=args.device)
@@ -120,7 +123,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         labels_path,
         labels,
         result.class_table(),
-        attrs={"model": args.variant, "weights": str(checkpoint) if checkpoint else "random"},
+        attrs={
+            "model": args.variant,
+            "weights": str(checkpoint) if checkpoint else ("shipped" if shipped else "random"),
+        },
         overwrite=args.overwrite,
     )
     png = write_overlay_png(out / "overlay.png", scene.image, labels)
@@ -289,6 +295,14 @@ def build_parser() -> argparse.ArgumentParser:
     from napari_seem.batch.cli import add_parser as add_segment_parser
 
     add_segment_parser(sub)
+
+    from napari_seem.train.cli import add_parser as add_train_parser
+
+    add_train_parser(sub)
+
+    from napari_seem.evaluation.cli import add_parser as add_eval_parser
+
+    add_eval_parser(sub)
 
     return parser
 

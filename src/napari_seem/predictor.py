@@ -42,6 +42,7 @@ from napari_seem.model.postprocess import (
     vl_similarity,
 )
 from napari_seem.model.seem import ImageFeatures, SeemModel
+from napari_seem.model.text_encoder import Tokenizer
 from napari_seem.model.tokenizer import ClipTokenizer, load_clip_tokenizer
 from napari_seem.model.transforms import (
     ModelFrame,
@@ -151,7 +152,9 @@ class SeemPredictor:
         autocast: torch.dtype | None = None,
     ) -> None:
         self.model = model.eval()
-        self._tokenizer = tokenizer if isinstance(tokenizer, ClipTokenizer) else None
+        self._tokenizer: Tokenizer | None = (
+            tokenizer if isinstance(tokenizer, ClipTokenizer) else None
+        )
         self._tokenizer_path = tokenizer if isinstance(tokenizer, str) else None
         self.short_side = short_side
         self.mask_resize: Literal["official", "bilinear"] = mask_resize
@@ -180,9 +183,14 @@ class SeemPredictor:
         return self.model.device
 
     @property
-    def tokenizer(self) -> ClipTokenizer:
+    def tokenizer(self) -> Tokenizer:
         if self._tokenizer is None:
-            self._tokenizer = load_clip_tokenizer(self._tokenizer_path)
+            # a text encoder that brings its own tokenizer (seem-lite's MiniLM) uses it
+            bundled = getattr(self.model.text_encoder, "bundled_tokenizer", None)
+            if bundled is not None and self._tokenizer_path is None:
+                self._tokenizer = bundled()
+            else:
+                self._tokenizer = load_clip_tokenizer(self._tokenizer_path)
         return self._tokenizer
 
     @contextlib.contextmanager

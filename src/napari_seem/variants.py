@@ -7,8 +7,9 @@ modules name the same variants.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import resources
 
-__all__ = ["DEFAULT_VARIANT", "VARIANT_SUMMARIES", "VariantSummary"]
+__all__ = ["DEFAULT_VARIANT", "VARIANT_SUMMARIES", "VariantSummary", "seem_lite_shipped"]
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,9 @@ class VariantSummary:
 
 
 VARIANT_SUMMARIES: dict[str, VariantSummary] = {
+    "seem-lite": VariantSummary(
+        "EfficientNet-Lite0 + MiniLM", "trained parts in the package once shipped (model card)"
+    ),
     "seem-focalt-v1": VariantSummary("FocalNet-T", "official"),
     "seem-focall-v1": VariantSummary("FocalNet-L", "official"),
     "seem-samvitb-v1": VariantSummary("SAM ViT-B + simple FPN", "official"),
@@ -25,6 +29,13 @@ VARIANT_SUMMARIES: dict[str, VariantSummary] = {
     "seem-tiny-focal": VariantSummary("FocalNet (reduced)", "random, seeded: tests and demos only"),
 }
 
-# The embedded default model (seem-lite) is not trained yet; until it ships, scripts that need
-# a model without a download use the reduced random configuration and say so.
-DEFAULT_VARIANT = "seem-tiny-focal"
+
+def seem_lite_shipped() -> bool:
+    """Whether this installation carries the trained seem-lite weights."""
+    path = resources.files("napari_seem.model").joinpath("data", "seem_lite.safetensors")
+    return path.is_file()
+
+
+# The embedded default model: seem-lite once its weights ship; until then the reduced random
+# configuration, and scripts that use it say so.
+DEFAULT_VARIANT = "seem-lite" if seem_lite_shipped() else "seem-tiny-focal"

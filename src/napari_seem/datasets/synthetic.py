@@ -10,7 +10,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SyntheticScene", "synthetic_nuclei"]
+__all__ = [
+    "LANDCOVER_CLASSES",
+    "SyntheticScene",
+    "synthetic_brightfield",
+    "synthetic_landcover",
+    "synthetic_nuclei",
+]
 
 
 @dataclass(frozen=True)
@@ -99,3 +105,98 @@ def synthetic_nuclei(
     image = np.clip(image, 0, 255).astype(np.uint8)
     names = ("nucleus",) * (next_id - 1)
     return SyntheticScene(image=image, labels=labels, class_names=names)
+
+
+def synthetic_brightfield(
+    shape: tuple[int, int] = (384, 512), *, seed: int = 0, n_objects: int = 30
+) -> SyntheticScene:
+    """Bright-field-like cells: dark textured objects with a bright halo on a bright,
+    uneven background (instance labels of class ``"cell"``)."""
+    from scipy import ndimage
+
+    base = synthetic_nuclei(
+        shape, n_objects=n_objects, radius=(10.0, 24.0), touching=0.4, noise=0.0, seed=seed
+    )
+    rng = np.random.default_rng([seed, 1])
+    h, w = shape
+    rows, cols = np.mgrid[0:h, 0:w]
+    inside = base.labels > 0
+    rim = ndimage.binary_dilation(inside, iterations=2) & ~inside
+    texture = ndimage.gaussian_filter(rng.normal(0, 1, shape), 1.5)
+    bg = 0.75 + 0.1 * np.sin(rows / h * 2.5 + 0.5) * np.cos(cols / w * 1.7)
+    img = bg - 0.35 * inside * (0.8 + 0.2 * texture) + 0.12 * rim
+    img = ndimage.gaussian_filter(img, 1.0) * 255 + rng.normal(0, 6, shape)
+    image = np.clip(img, 0, 255).astype(np.uint8)
+    names = ("cell",) * int(base.labels.max())
+    return SyntheticScene(image=image, labels=base.labels, class_names=names)
+
+
+#: Classes of :func:`synthetic_landcover`, by label value.
+LANDCOVER_CLASSES = {1: "developed", 2: "agriculture", 5: "forest", 6: "water"}
+
+
+def synthetic_landcover(
+    shape: tuple[int, int] = (256, 256), *, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """A multi-band land-cover scene: fields, forest, a lake or river, roads and buildings.
+
+    Returns:
+        ``bands`` ``(6, H, W)`` float32 (the spectral order of Landsat-7 bands 1, 2, 3, 4, 5,
+        7: water dark in the infrared, vegetation bright in band 4), and ``classes``
+        ``(H, W)`` int32 with the values of :data:`LANDCOVER_CLASSES`.
+    """
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    # fields and forest: a Voronoi partition, each cell agriculture or forest
+    n = int(rng.integers(8, 20))
+    centres = rng.uniform(0, 1, (n, 2)) * (h, w)
+    rows, cols = np.mgrid[0:h, 0:w]
+    dist = (rows[None] - centres[:, 0, None, None]) ** 2 + (
+        cols[None] - centres[:, 1, None, None]
+    ) ** 2
+    cell = dist.argmin(0)
+    kind = rng.choice([2, 5], size=n, p=[0.45, 0.55])
+    classes = kind[cell].astype(np.int32)
+    # water: a smooth blob (lake) or a meandering band (river)
+    field = ndimage.gaussian_filter(rng.normal(0, 1, shape), 18)
+    if rng.random() < 0.5:
+        classes[field > np.quantile(field, rng.uniform(0.88, 0.97))] = 6
+    else:
+        centre = h * rng.uniform(0.2, 0.8) + 15 * np.sin(cols / w * rng.uniform(3, 8)) + 20 * field
+        classes[np.abs(rows - centre) < rng.uniform(3, 8)] = 6
+    # roads and buildings: developed
+    for _ in range(int(rng.integers(1, 4))):
+        if rng.random() < 0.5:
+            r = int(rng.integers(0, h))
+            classes[max(r - 1, 0) : r + 2, :] = np.where(
+                classes[max(r - 1, 0) : r + 2, :] == 6, 6, 1
+            )
+        else:
+            c = int(rng.integers(0, w))
+            classes[:, max(c - 1, 0) : c + 2] = np.where(
+                classes[:, max(c - 1, 0) : c + 2] == 6, 6, 1
+            )
+    for _ in range(int(rng.integers(0, 30))):
+        r, c = int(rng.integers(0, h - 6)), int(rng.integers(0, w - 6))
+        if classes[r, c] != 6:
+            classes[r : r + int(rng.integers(3, 7)), c : c + int(rng.integers(3, 7))] = 1
+    # spectra (bands 1,2,3,4,5,7) per class, plus per-field variation and texture
+    spectra = {
+        1: (110, 105, 115, 90, 130, 110),
+        2: (75, 65, 60, 110, 120, 80),
+        5: (65, 52, 40, 85, 70, 40),
+        6: (70, 50, 35, 15, 8, 6),
+    }
+    bands = np.zeros((6, h, w), np.float32)
+    field_gain = rng.uniform(0.85, 1.15, n)[cell]
+    for value, spec in spectra.items():
+        m = classes == value
+        for b in range(6):
+            gain = field_gain[m] if value in (2, 5) else 1.0
+            bands[b][m] = spec[b] * gain
+    texture = ndimage.gaussian_filter(rng.normal(0, 1, (6, h, w)), (0, 1.2, 1.2))
+    bands = bands * (1 + 0.08 * texture) + rng.normal(0, 2, bands.shape)
+    bands = ndimage.gaussian_filter(bands, (0, 0.7, 0.7)).astype(np.float32)
+    return bands, classes

@@ -7,14 +7,22 @@ plain dict of them (no registry, nothing happens at import time).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
 from napari_seem.model.checkpoint import LoadReport, load_checkpoint
 from napari_seem.model.decoder import SeemDecoder, SeemDecoderConfig
+from napari_seem.model.efficientnet_lite import (
+    EFFICIENTNET_LITE0,
+    EfficientNetLite,
+    EfficientNetLiteConfig,
+    load_efficientnet_lite_weights,
+)
 from napari_seem.model.focalnet import FOCAL_L, FOCAL_T, FocalNet, FocalNetConfig
+from napari_seem.model.lite_weights import load_lite_weights
+from napari_seem.model.minilm_text import MiniLMConfig, MiniLMTextEncoder
 from napari_seem.model.pixel_decoder_deform import DeformPixelDecoder, DeformPixelDecoderConfig
 from napari_seem.model.pixel_decoder_fpn import FPNPixelDecoder, FPNPixelDecoderConfig
 from napari_seem.model.sam_vit import SAM_VIT_B, SAM_VIT_L, SamViTBackbone, SamViTConfig
@@ -39,10 +47,10 @@ class SeemConfig:
     """
 
     name: str
-    backbone: FocalNetConfig | SamViTConfig
+    backbone: FocalNetConfig | SamViTConfig | EfficientNetLiteConfig
     pixel_decoder: FPNPixelDecoderConfig | DeformPixelDecoderConfig
     decoder: SeemDecoderConfig
-    text: TextEncoderConfig
+    text: TextEncoderConfig | MiniLMConfig
     size_divisibility: int = 32
     fixed_size: int | None = None
     short_side: int = 512
@@ -124,11 +132,50 @@ def _tiny_sam() -> SeemConfig:
     )
 
 
+# EfficientNet-Lite's TensorFlow preprocessing: (x - 127) / 128 on the 0..255 scale
+LITE_PIXEL_MEAN = (127.0, 127.0, 127.0)
+LITE_PIXEL_STD = (128.0, 128.0, 128.0)
+
+
+def _lite() -> SeemConfig:
+    """``seem-lite``: the official decoder, sampler and FPN pixel decoder at width 128 on
+    EfficientNet-Lite0 (ImageNet) and all-MiniLM-L6-v2 (both frozen, from their packages)."""
+    # periodic position channels (16 per level) let prompt tokens tell neighbours apart
+    backbone = replace(EFFICIENTNET_LITE0, position_periods=(16.0, 32.0, 64.0, 128.0))
+    width = 128
+    return SeemConfig(
+        name="seem-lite",
+        backbone=backbone,
+        pixel_decoder=FPNPixelDecoderConfig(
+            in_channels=backbone.channels,
+            conv_dim=width,
+            mask_dim=width,
+            num_encoder_layers=2,
+            num_heads=4,
+            dim_feedforward=4 * width,
+        ),
+        decoder=SeemDecoderConfig(
+            hidden_dim=width,
+            num_heads=4,
+            dim_feedforward=4 * width,
+            num_layers=6,
+            dim_proj=width,
+            mask_dim=width,
+        ),
+        text=MiniLMConfig(dim_proj=width),
+        short_side=512,
+        pixel_mean=LITE_PIXEL_MEAN,
+        pixel_std=LITE_PIXEL_STD,
+    )
+
+
 VARIANTS: dict[str, Callable[[], SeemConfig]] = {
     "seem-focalt-v1": lambda: _focal("seem-focalt-v1", FOCAL_T),
     "seem-focall-v1": lambda: _focal("seem-focall-v1", FOCAL_L),
     "seem-samvitb-v1": lambda: _sam("seem-samvitb-v1", SAM_VIT_B),
     "seem-samvitl-v1": lambda: _sam("seem-samvitl-v1", SAM_VIT_L),
+    # the embedded default: small, trained by this project, weights inside the package
+    "seem-lite": _lite,
     # reduced random configurations: tests, demos and benchmarks of the plumbing only
     "seem-tiny-focal": _tiny_focal,
     "seem-tiny-sam": _tiny_sam,
@@ -165,6 +212,7 @@ def build_seem(
     checkpoint: str | Path | Mapping[str, torch.Tensor] | None = None,
     device: str | torch.device | None = "cpu",
     seed: int | None = 0,
+    shipped_weights: bool = True,
 ) -> SeemModel:
     """Build a SEEM model in eval mode.
 
@@ -173,18 +221,30 @@ def build_seem(
         checkpoint: weights with official key names (file path or state dict), loaded
             strictly (:func:`~napari_seem.model.checkpoint.load_checkpoint`). Without one, the
             weights are random (seeded by ``seed``): fine for tests and speed benchmarks only.
+            ``seem-lite`` is different: its frozen backbone and text encoder always load
+            from their packages, and ``checkpoint`` holds only the trained parts; without
+            one the weights shipped inside napari-seem are used (strictly; no download).
         device: ``"cpu"``, ``"cuda"``, ``"mps"``, ``"auto"``, or a torch device.
         seed: seed for the random initialisation (None: do not touch the global RNG).
+        shipped_weights: ``seem-lite`` without ``checkpoint``: load the weights shipped in
+            the package (True) or keep the trained parts random (False: training from
+            scratch). Ignored by the other variants.
     """
     config = get_config(variant)
     target = resolve_device(device)
     if target.type == "meta":  # shapes only: key-list checks and size estimates
+        if isinstance(config.text, MiniLMConfig):
+            config = replace(config, text=replace(config.text, pretrained=False))
         with torch.device("meta"):
             return _assemble(config)
     if seed is not None:
         torch.manual_seed(seed)
     model = _assemble(config)
-    if checkpoint is not None:
+    if isinstance(config.backbone, EfficientNetLiteConfig):
+        assert isinstance(model.backbone, EfficientNetLite)
+        load_efficientnet_lite_weights(model.backbone)
+        model.load_report = load_lite_weights(model, checkpoint, shipped=shipped_weights)
+    elif checkpoint is not None:
         report: LoadReport = load_checkpoint(model, checkpoint, expected_variant=config.name)
         model.load_report = report
     return model.to(target)
@@ -193,10 +253,17 @@ def build_seem(
 def _assemble(config: SeemConfig) -> SeemModel:
     backbone: torch.nn.Module
     pixel_decoder: torch.nn.Module
+    text_encoder: LanguageEncoder | MiniLMTextEncoder
     if isinstance(config.backbone, FocalNetConfig):
         backbone = FocalNet(config.backbone)
+    elif isinstance(config.backbone, EfficientNetLiteConfig):
+        backbone = EfficientNetLite(config.backbone)
     else:
         backbone = SamViTBackbone(config.backbone)
+    if isinstance(config.text, MiniLMConfig):
+        text_encoder = MiniLMTextEncoder(config.text)
+    else:
+        text_encoder = LanguageEncoder(config.text)
     if isinstance(config.pixel_decoder, FPNPixelDecoderConfig):
         pixel_decoder = FPNPixelDecoder(config.pixel_decoder)
     else:
@@ -206,7 +273,7 @@ def _assemble(config: SeemConfig) -> SeemModel:
         backbone=backbone,
         pixel_decoder=pixel_decoder,
         decoder=SeemDecoder(config.decoder),
-        text_encoder=LanguageEncoder(config.text),
+        text_encoder=text_encoder,
         pixel_mean=config.pixel_mean,
         pixel_std=config.pixel_std,
         size_divisibility=config.size_divisibility,

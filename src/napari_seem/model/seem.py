@@ -20,6 +20,7 @@ from torch import nn
 
 from napari_seem.model.checkpoint import LoadReport
 from napari_seem.model.decoder import DecoderOutput, ImageMemory, SeemDecoder, Task
+from napari_seem.model.minilm_text import MiniLMTextEncoder
 from napari_seem.model.pixel_decoder_fpn import PixelDecoderOutput
 from napari_seem.model.prompt_encoder import VisualPromptTokens
 from napari_seem.model.text_encoder import LanguageEncoder
@@ -112,7 +113,7 @@ class SeemModel(nn.Module):
         backbone: nn.Module,
         pixel_decoder: nn.Module,
         decoder: SeemDecoder,
-        text_encoder: LanguageEncoder,
+        text_encoder: LanguageEncoder | MiniLMTextEncoder,
         pixel_mean: Sequence[float],
         pixel_std: Sequence[float],
         size_divisibility: int = 32,
@@ -141,9 +142,9 @@ class SeemModel(nn.Module):
         return self.sem_seg_head.predictor
 
     @property
-    def text_encoder(self) -> LanguageEncoder:
+    def text_encoder(self) -> LanguageEncoder | MiniLMTextEncoder:
         encoder = self.sem_seg_head.predictor.lang_encoder
-        assert isinstance(encoder, LanguageEncoder)
+        assert isinstance(encoder, LanguageEncoder | MiniLMTextEncoder)
         return encoder
 
     @property

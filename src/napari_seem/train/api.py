@@ -1,0 +1,120 @@
+"""The Python API of fine-tuning: :func:`fine_tune` and :func:`load_finetuned`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy.typing as npt
+
+from napari_seem.model.build import build_seem
+from napari_seem.model.seem import SeemModel
+from napari_seem.train.data import ClassNames, LabelledImage, from_arrays
+from napari_seem.train.loop import TrainConfig, Trainer
+
+__all__ = ["fine_tune", "load_finetuned"]
+
+
+def fine_tune(
+    images: npt.ArrayLike | Sequence[npt.ArrayLike] | Sequence[LabelledImage],
+    labels: npt.ArrayLike | Sequence[npt.ArrayLike] | None = None,
+    class_names: ClassNames | None = None,
+    *,
+    base: str = "seem-lite",
+    checkpoint: str | Path | None = None,
+    out: str | Path = "seem-finetuned.safetensors",
+    resume_dir: str | Path | None = None,
+    progress: bool = True,
+    callback: Callable[[int, float], bool | None] | None = None,
+    **config: Any,
+) -> Path:
+    """Fine-tune a model on the user's labelled images and write the trained weights.
+
+    Args:
+        images: an image ``(H, W)`` / ``(H, W, 3)``, a stack, a list, or ready
+            :class:`~napari_seem.train.data.LabelledImage` items (then no labels/classes).
+        labels: instance labels matching ``images`` (napari Labels layer data works).
+        class_names: one name for all objects, one per label id, or ``{id: name}``.
+        base: the variant to start from. ``seem-lite`` starts from its shipped weights;
+            official variants need ``checkpoint`` and train their decoder only.
+        checkpoint: base weights (official file; for seem-lite an earlier fine-tune).
+        out: the ``.safetensors`` file to write (trained parts only, a few MB).
+        resume_dir: keep resumable ``last.pt`` checkpoints here (and resume from one).
+        progress: show a progress bar.
+        callback: ``callback(step, loss)`` after each step; return True to stop.
+        **config: :class:`TrainConfig` fields, e.g. ``steps=200``, ``tasks=("spatial",)``
+            (when only some objects are labelled, train the interactive task only).
+
+    Returns:
+        The written file. Load it with :func:`load_finetuned`.
+    """
+    known = {f.name for f in fields(TrainConfig)}
+    if unknown := set(config) - known:
+        raise TypeError(f"unknown training options {sorted(unknown)}; see TrainConfig")
+    cfg = replace(TrainConfig(), **config)
+    if isinstance(images, list | tuple) and images and isinstance(images[0], LabelledImage):
+        data = list(images)
+    else:
+        if labels is None or class_names is None:
+            raise TypeError("fine_tune needs labels and class_names with raw images")
+        data = from_arrays(images, labels, class_names)  # type: ignore[arg-type]
+    if base != "seem-lite" and checkpoint is None:
+        raise ValueError(f"fine-tuning {base} needs its weights: pass checkpoint=PATH")
+    model = build_seem(base, checkpoint=checkpoint, device=cfg.device, seed=cfg.seed)
+    trainer = Trainer(model, data, cfg, out_dir=resume_dir, progress=progress)
+    if resume_dir is not None and (Path(resume_dir) / "last.pt").exists():
+        trainer.load_checkpoint(Path(resume_dir) / "last.pt")
+    trainer.train(callback=callback)
+    path = trainer.export(out)
+    if base != "seem-lite":
+        _add_base_note(path, base, checkpoint)
+    return path
+
+
+def _add_base_note(path: Path, base: str, checkpoint: str | Path | None) -> None:
+    from safetensors.torch import load_file, safe_open, save_file
+
+    with safe_open(str(path), "pt") as fh:
+        meta = dict(fh.metadata() or {})
+    meta["base_checkpoint"] = str(checkpoint)
+    save_file(load_file(str(path)), str(path), metadata=meta)
+
+
+def load_finetuned(
+    path: str | Path,
+    *,
+    base_checkpoint: str | Path | None = None,
+    device: str = "auto",
+) -> SeemModel:
+    """Build the model a :func:`fine_tune` file belongs to and load it strictly.
+
+    seem-lite files load on top of the packaged backbone/text weights; official variants
+    load their base checkpoint (``base_checkpoint``, default: the path recorded in the
+    file) and then the fine-tuned decoder keys, all of which must exist in the model.
+    """
+    from safetensors.torch import load_file, safe_open
+
+    from napari_seem.model.checkpoint import CheckpointError
+
+    with safe_open(str(path), "pt") as fh:
+        meta = dict(fh.metadata() or {})
+    variant = meta.get("variant")
+    if meta.get("format") != "napari-seem-trained-parts" or not variant:
+        raise CheckpointError(f"{path} is not a napari-seem fine-tuned weight file")
+    if variant == "seem-lite":
+        return build_seem("seem-lite", checkpoint=path, device=device)
+    base = base_checkpoint or meta.get("base_checkpoint")
+    if not base or base == "None":
+        raise CheckpointError(f"{path} fine-tunes {variant}: pass base_checkpoint=PATH")
+    model = build_seem(variant, checkpoint=base, device="cpu")
+    state = load_file(str(path))
+    own = model.state_dict()
+    bad = sorted(k for k in state if k not in own or own[k].shape != state[k].shape)
+    if bad:
+        raise CheckpointError(f"{path} does not fit {variant}: {bad[:8]}")
+    model.load_state_dict(state, strict=False)
+    from napari_seem.model.build import resolve_device
+
+    return model.to(resolve_device(device))
