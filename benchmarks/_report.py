@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 import platform
 import resource
@@ -31,6 +32,7 @@ __all__ = [
     "MIN_SAMPLES",
     "Samples",
     "Stats",
+    "centre_square",
     "header_lines",
     "load_average",
     "machine_info",
@@ -38,6 +40,7 @@ __all__ = [
     "peak_rss_bytes",
     "sample",
     "write_json",
+    "write_report",
 ]
 
 # Samples taken before the time budget may stop a measurement (fewer only if repeats < 3).
@@ -231,3 +234,22 @@ def write_json(path: Path, payload: Mapping[str, Any]) -> Path:
 
     path.write_text(json.dumps(payload, indent=2, default=default) + "\n", encoding="utf-8")
     return path
+
+
+def write_report(
+    out_dir: Path, stem: str, result: Mapping[str, Any], markdown: str
+) -> tuple[Path, Path]:
+    """Write ``<stem>.json`` (``result``) and ``<stem>.md`` (``markdown``) into ``out_dir``."""
+    json_path = write_json(out_dir / f"{stem}.json", result)
+    md_path = out_dir / f"{stem}.md"
+    md_path.write_text(markdown, encoding="utf-8")
+    return json_path, md_path
+
+
+def centre_square(size: int, max_megapixels: float) -> tuple[int, int, int, int] | None:
+    """The centred square of at most ``max_megapixels`` in a ``size``² image; None if it fits."""
+    if size * size <= max_megapixels * 1e6:
+        return None
+    side = int(math.sqrt(max_megapixels * 1e6))
+    start = (size - side) // 2
+    return (start, start, start + side, start + side)

@@ -338,6 +338,17 @@ def _failed(name: str, section: Mapping[str, Any]) -> list[str]:
     return [f"**{name} did not run**: {section['error']}", ""]
 
 
+def _section_lines(
+    section: Mapping[str, Any], name: str, render: Callable[[Mapping[str, Any]], list[str]]
+) -> list[str]:
+    """``render`` of the section's data; nothing if it was not asked for, the error if it failed."""
+    if not section:
+        return []
+    if not section.get("data"):
+        return _failed(name, section)
+    return render(section["data"])
+
+
 def _model_label(row: Mapping[str, Any]) -> str:
     """SEEM's official full decode gets its own row; the interactive fast path is the default."""
     return f"{row['variant']} (full decode)" if row.get("path") == "full" else row["variant"]
@@ -425,12 +436,8 @@ def _speed_tables(sections: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _whole_tables(section: Mapping[str, Any]) -> list[str]:
-    if not section:
-        return []
-    if not section.get("data"):
-        return _failed("whole image", section)
-    batch, engine = section["data"]["batch"], section["data"]["engine"]
+def _whole_tables(data: Mapping[str, Any]) -> list[str]:
+    batch, engine = data["batch"], data["engine"]
     rows: list[list[object]] = []
     for r in batch["runs"]:
         where = (
@@ -489,12 +496,7 @@ def _whole_tables(section: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def _gui_lines(section: Mapping[str, Any]) -> list[str]:
-    if not section:
-        return []
-    if not section.get("data"):
-        return _failed("GUI", section)
-    g = section["data"]
+def _gui_lines(g: Mapping[str, Any]) -> list[str]:
     rows = [
         [
             "idle viewer (2 s)",
@@ -523,12 +525,7 @@ def _gui_lines(section: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def _gpu_lines(section: Mapping[str, Any]) -> list[str]:
-    if not section:
-        return []
-    if not section.get("data"):
-        return _failed("GPU", section)
-    g = section["data"]
+def _gpu_lines(g: Mapping[str, Any]) -> list[str]:
     if not g.get("available"):
         return [f"{g['reason']}: the GPU section did not run.", ""]
     rows = []
@@ -547,15 +544,11 @@ def _gpu_lines(section: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _quality_lines(section: Mapping[str, Any]) -> list[str]:
-    if not section:
-        return []
-    if not section.get("data"):
-        return _failed("quality", section)
+def _quality_lines(data: Mapping[str, Any]) -> list[str]:
     from napari_seem.evaluation.runner import render_markdown as render_eval
 
     lines: list[str] = []
-    for result in section["data"]["evaluations"]:
+    for result in data["evaluations"]:
         lines += (
             render_eval(result, title=f"Quality: {result['dataset']}")
             .replace("## ", "### ")
@@ -599,16 +592,16 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         *_speed_tables(sections),
         "## Whole-image throughput and peak memory",
         "",
-        *_whole_tables(sections.get("whole_image", {})),
+        *_section_lines(sections.get("whole_image", {}), "whole image", _whole_tables),
         "## GUI responsiveness (napari)",
         "",
-        *_gui_lines(sections.get("gui", {})),
+        *_section_lines(sections.get("gui", {}), "GUI", _gui_lines),
         "## GPU",
         "",
-        *_gpu_lines(sections.get("gpu", {})),
+        *_section_lines(sections.get("gpu", {}), "GPU", _gpu_lines),
         "## Quality on held-out data",
         "",
-        *_quality_lines(sections.get("quality", {})),
+        *_section_lines(sections.get("quality", {}), "quality", _quality_lines),
     ]
     return "\n".join(header + body).rstrip() + "\n"
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import multiprocessing
 import sys
 import tempfile
@@ -35,12 +34,13 @@ from typing import Any
 import numpy as np
 
 from benchmarks._report import (
+    centre_square,
     header_lines,
     load_average,
     machine_info,
     markdown_table,
     peak_rss_bytes,
-    write_json,
+    write_report,
 )
 
 __all__ = ["DEFAULT_SIZES", "add_arguments", "build_image", "main", "render_markdown", "run"]
@@ -95,14 +95,6 @@ def build_image(path: Path, size: int, *, seed: int = 0) -> Path:
                 : min(CHUNK, size - r), : min(CHUNK, size - c)
             ]
     return path
-
-
-def _region(size: int, max_megapixels: float) -> tuple[int, int, int, int] | None:
-    if size * size <= max_megapixels * 1e6:
-        return None
-    side = int(math.sqrt(max_megapixels * 1e6))
-    start = (size - side) // 2
-    return (start, start, start + side, start + side)
 
 
 def measure(
@@ -193,7 +185,7 @@ def run(
             built = time.perf_counter() - t0
             builds.append({"size": size, "build_s": built})
             say(f"[{size}^2] image built lazily in {built:.1f} s")
-            region = _region(size, max_megapixels)
+            region = centre_square(size, max_megapixels)
             for n in workers:
                 kwargs = {"tile": tile, "halo": halo, "short_side": short_side, "region": region}
                 if isolate:
@@ -292,10 +284,7 @@ def render_markdown(result: Mapping[str, Any]) -> str:
 
 def write_outputs(result: Mapping[str, Any], out_dir: Path) -> tuple[Path, Path]:
     """Write ``batch.json`` and ``batch.md`` into ``out_dir``."""
-    json_path = write_json(out_dir / "batch.json", result)
-    md_path = out_dir / "batch.md"
-    md_path.write_text(render_markdown(result), encoding="utf-8")
-    return json_path, md_path
+    return write_report(out_dir, "batch", result, render_markdown(result))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

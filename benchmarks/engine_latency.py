@@ -45,7 +45,7 @@ from benchmarks._report import (
     header_lines,
     machine_info,
     markdown_table,
-    write_json,
+    write_report,
 )
 from napari_seem.engine.client import SeemClient
 from napari_seem.prompts import Box, ObjectPrompt, Points
@@ -338,10 +338,7 @@ def render_markdown(result: Mapping[str, Any]) -> str:
 
 
 def write_outputs(result: Mapping[str, Any], out_dir: Path) -> tuple[Path, Path]:
-    json_path = write_json(out_dir / "engine.json", result)
-    md_path = out_dir / "engine.md"
-    md_path.write_text(render_markdown(result), encoding="utf-8")
-    return json_path, md_path
+    return write_report(out_dir, "engine", result, render_markdown(result))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -16,7 +16,6 @@ segmented on a central region (the row says so). Throughput = region pixels / jo
 
 from __future__ import annotations
 
-import math
 import multiprocessing
 import os
 import tempfile
@@ -26,17 +25,11 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from benchmarks._report import centre_square
+
 __all__ = ["TEXT", "measure", "run"]
 
 TEXT = "a round cell"
-
-
-def _box(size: int, max_megapixels: float) -> tuple[int, int, int, int]:
-    if size * size <= max_megapixels * 1e6:
-        return (0, 0, size, size)
-    side = int(math.sqrt(max_megapixels * 1e6))
-    start = (size - side) // 2
-    return (start, start, start + side, start + side)
 
 
 def measure(
@@ -116,7 +109,7 @@ def run(
     with tempfile.TemporaryDirectory(prefix="napari-seem-whole-") as tmp:
         for size in sorted(sizes):
             image = build_image(Path(tmp) / f"img{size}.zarr", size)
-            box = _box(size, max_megapixels)
+            box = centre_square(size, max_megapixels) or (0, 0, size, size)
             for path in ("in_process", "model_process"):
                 try:
                     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:

@@ -464,11 +464,7 @@ def overview_rgb(
     """
     h, w = source.spatial_shape
     step = max(1, math.ceil(max(h, w) / max_side))
-    level = 0
-    for lv in range(len(source.levels)):
-        fy, fx = source.level_factors(lv)
-        if fy.is_integer() and fx.is_integer() and step % fy == 0 and step % fx == 0:
-            level = lv
+    level = source.level_for_step(step)
     fy, fx = source.level_factors(level)
     sy, sx = int(step // fy), int(step // fx)
     strip = max(step, (1 << 22) // max(w, 1) // step * step)  # ~4 M level-0 pixels per read

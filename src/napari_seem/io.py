@@ -170,6 +170,16 @@ class ImageSource:
         lev = self._level(level)
         return lev.factors[self._y], lev.factors[self._x]
 
+    def level_for_step(self, step: int) -> int:
+        """The coarsest level whose pixels tile ``step`` level-0 pixels exactly (0 if none):
+        reading it and keeping every ``step // factor``-th pixel subsamples by ``step``."""
+        level = 0
+        for lv in range(len(self.levels)):
+            fy, fx = self.level_factors(lv)
+            if fy.is_integer() and fx.is_integer() and step % fy == 0 and step % fx == 0:
+                level = lv
+        return level
+
     # ---- reads ---------------------------------------------------------------------------
 
     def level_box(

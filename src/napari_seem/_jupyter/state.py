@@ -195,11 +195,7 @@ def read_view(
         raise ValueError(f"the view box {tuple(box)} misses the image of {height} x {width}")
     step = max(1, math.ceil(max((r1 - r0) / vh, (c1 - c0) / vw)))
     r0, c0 = r0 // step * step, c0 // step * step
-    level = 0
-    for lv in range(len(source.levels)):
-        fy, fx = source.level_factors(lv)
-        if fy.is_integer() and fx.is_integer() and step % fy == 0 and step % fx == 0:
-            level = lv
+    level = source.level_for_step(step)
     fy, fx = source.level_factors(level)
     rgb = source.read_rgb(r0, c0, r1, c1, plane=plane, level=level)
     rgb = rgb[:: int(step // fy), :: int(step // fx)]

@@ -10,7 +10,7 @@ error that names the keys, never a silent random initialisation. Training-only k
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,6 +125,31 @@ def _listing(names: list[str]) -> str:
     return shown + (f", ... ({more} more)" if more > 0 else "")
 
 
+def _key_problems(
+    state: Mapping[str, torch.Tensor],
+    own: Mapping[str, torch.Tensor],
+    wanted: Iterable[str],
+) -> list[str]:
+    """What keeps ``state`` from filling the ``wanted`` keys of ``own``: missing, unexpected
+    and mis-shaped keys, one phrase each (empty when it fits)."""
+    keys = set(wanted)
+    missing = sorted(keys - set(state))
+    unexpected = sorted(set(state) - keys)
+    mismatched = sorted(
+        f"{k} (file {tuple(state[k].shape)} vs model {tuple(own[k].shape)})"
+        for k in keys & set(state)
+        if tuple(state[k].shape) != tuple(own[k].shape)
+    )
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing: {_listing(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected: {_listing(unexpected)}")
+    if mismatched:
+        problems.append(f"{len(mismatched)} with another shape: {_listing(mismatched)}")
+    return problems
+
+
 def guess_variant(state: Mapping[str, torch.Tensor]) -> str | None:
     """Best guess of the official variant a state dict belongs to, from tell-tale keys."""
     if "backbone.patch_embed.proj.weight" in state:
@@ -164,21 +189,8 @@ def load_checkpoint(
     state = {k: v for k, v in state.items() if k not in set(dropped)}
 
     own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    mismatched = sorted(
-        f"{k} (file {tuple(state[k].shape)} vs model {tuple(own[k].shape)})"
-        for k in set(own) & set(state)
-        if tuple(state[k].shape) != tuple(own[k].shape)
-    )
-    if missing or unexpected or mismatched:
-        problems = []
-        if missing:
-            problems.append(f"{len(missing)} missing: {_listing(missing)}")
-        if unexpected:
-            problems.append(f"{len(unexpected)} unexpected: {_listing(unexpected)}")
-        if mismatched:
-            problems.append(f"{len(mismatched)} with another shape: {_listing(mismatched)}")
+    problems = _key_problems(state, own, own)
+    if problems:
         hint = ""
         guess = guess_variant(state)
         if guess is not None and guess != expected_variant:

@@ -21,7 +21,7 @@ from torch import nn
 from napari_seem.model.checkpoint import (
     CheckpointError,
     LoadReport,
-    _listing,
+    _key_problems,
     load_checkpoint,
     read_state_dict,
 )
@@ -91,22 +91,8 @@ def load_lite_weights(
     own = model.state_dict()
     if set(state) == set(own):
         return load_checkpoint(model, state, expected_variant="seem-lite")
-    wanted = trained_keys(model)
-    missing = sorted(set(wanted) - set(state))
-    unexpected = sorted(set(state) - set(wanted))
-    mismatched = sorted(
-        f"{k} (file {tuple(state[k].shape)} vs model {tuple(own[k].shape)})"
-        for k in set(wanted) & set(state)
-        if tuple(state[k].shape) != tuple(own[k].shape)
-    )
-    if missing or unexpected or mismatched:
-        problems = []
-        if missing:
-            problems.append(f"{len(missing)} missing: {_listing(missing)}")
-        if unexpected:
-            problems.append(f"{len(unexpected)} unexpected: {_listing(unexpected)}")
-        if mismatched:
-            problems.append(f"{len(mismatched)} with another shape: {_listing(mismatched)}")
+    problems = _key_problems(state, own, trained_keys(model))
+    if problems:
         raise CheckpointError(
             f"checkpoint {origin} does not fit seem-lite's trained parts: " + "; ".join(problems)
         )

@@ -29,7 +29,7 @@ from scipy.optimize import linear_sum_assignment
 from napari_seem._visual import Points
 from napari_seem.predictor import SeemPredictor
 from napari_seem.prompts import ObjectPrompt
-from napari_seem.train.prompts_sim import first_click, next_click
+from napari_seem.train.prompts_sim import Click
 
 __all__ = [
     "ClickCurves",
@@ -85,33 +85,21 @@ def click_protocol(
         image: ``(H, W)`` or ``(H, W, 3)``.
         labels: ``(H, W)`` instance labels, level-0 pixels.
     """
+    from napari_seem.evaluation.clicks import simulate_clicks
+
     predictor.set_image(image)
     chosen = [int(i) for i in (ids if ids is not None else np.unique(labels)[1:])]
-    curves: list[list[float]] = []
-    for i in chosen:
-        target = labels == i
-        if not target.any():
-            continue
-        click = first_click(target)
-        pos: list[tuple[float, float]] = [(click.row, click.col)]
-        neg: list[tuple[float, float]] = []
-        previous = None
-        curve: list[float] = []
-        for _ in range(max_clicks):
-            prompt = ObjectPrompt((Points.clicks(positive=pos, negative=neg),))
-            result = predictor.predict([prompt], previous=previous)
-            obj = result.objects[0]
-            pred = obj.full(target.shape)
-            iou = _iou(pred, target)
-            curve.append(iou)
-            if iou >= stop_iou:
-                break
-            nxt = next_click(pred, target)
-            if nxt is None:
-                break
-            (pos if nxt.positive else neg).append((nxt.row, nxt.col))
-            previous = [obj]
-        curves.append(curve)
+    last: list[Any] = []  # the previous answer as an ObjectMask, for SEEM's memory
+
+    def segment(clicks: Sequence[Click], previous: npt.NDArray[np.bool_] | None) -> Any:
+        pos = [(c.row, c.col) for c in clicks if c.positive]
+        neg = [(c.row, c.col) for c in clicks if not c.positive]
+        prompt = ObjectPrompt((Points.clicks(positive=pos, negative=neg),))
+        result = predictor.predict([prompt], previous=last if previous is not None else None)
+        last[:] = [result.objects[0]]
+        return result.objects[0].full(labels.shape)
+
+    curves = simulate_clicks(segment, labels, chosen, max_clicks=max_clicks, stop_iou=stop_iou)
     return ClickCurves(curves)
 
 
