@@ -59,6 +59,12 @@ def _model_choices() -> list[tuple[str, str]]:
     return out
 
 
+def _warm_imports() -> None:
+    """Import what the GUI thread needs later (commit tables, zarr labels) off that thread."""
+    import pandas  # noqa: F401
+    import zarr  # noqa: F401
+
+
 class SeemWidget(Container):
     """Promptable segmentation of the chosen image layer with SEEM.
 
@@ -89,6 +95,10 @@ class SeemWidget(Container):
         self._progress: Any = None
         self._prefetch_job: str | None = None
         self.busy = False
+        # the first commit builds a labels layer with a pandas feature table; importing
+        # pandas there stalled the GUI thread for ~0.6 s (benchmarks/gui_stall.py), so it is
+        # imported in the background now
+        threading.Thread(target=_warm_imports, name="seem-warm-imports", daemon=True).start()
 
         # ---- model
         initial = REMOTE if self._model.url else self._model.variant
