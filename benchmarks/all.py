@@ -329,6 +329,19 @@ def _mib(n: float) -> str:
     return f"{n / 2**20:,.0f} MiB"
 
 
+def _image_row(r: Mapping[str, Any]) -> list[Any]:
+    """One row of the image-encoding table (SEEM variants and peers alike)."""
+    return [
+        r["variant"],
+        r["size"],
+        _s(r["min_s"]),
+        _s(r["p50_s"]),
+        _s(r["p95_s"]),
+        r["n"],
+        _load(r),
+    ]
+
+
 def _load(row: Mapping[str, Any]) -> str:
     value = row.get("load_1m")
     return "n/a" if value is None else f"{value:.1f}"
@@ -364,17 +377,7 @@ def _speed_tables(sections: Mapping[str, Any]) -> list[str]:
     if speed.get("data"):
         for r in speed["data"]["image"]:
             if r["stage"] == "encode_image":
-                image_rows.append(
-                    [
-                        r["variant"],
-                        r["size"],
-                        _s(r["min_s"]),
-                        _s(r["p50_s"]),
-                        _s(r["p95_s"]),
-                        r["n"],
-                        _load(r),
-                    ]
-                )
+                image_rows.append(_image_row(r))
         for r in speed["data"]["prompts"]:
             cell = f"{_ms(r['p50_s'])} / {_ms(r['p95_s'])} (n={r['n']})"
             prompt_rows.setdefault((_model_label(r), r["size"]), {})[r["prompt"]] = cell
@@ -384,17 +387,7 @@ def _speed_tables(sections: Mapping[str, Any]) -> list[str]:
 
     for part in peers.get("data") or []:
         for r in part.get("image", []):
-            image_rows.append(
-                [
-                    r["variant"],
-                    r["size"],
-                    _s(r["min_s"]),
-                    _s(r["p50_s"]),
-                    _s(r["p95_s"]),
-                    r["n"],
-                    _load(r),
-                ]
-            )
+            image_rows.append(_image_row(r))
         for r in part.get("prompts", []):
             cell = f"{_ms(r['p50_s'])} / {_ms(r['p95_s'])} (n={r['n']})"
             prompt_rows.setdefault((r["variant"], r["size"]), {})[r["prompt"]] = cell
