@@ -32,3 +32,12 @@ def test_client_side_is_light() -> None:
     """napari talks to the model process through the client: no torch, no server stack."""
     loaded = _modules_after("import napari_seem.engine.client, napari_seem.engine.protocol")
     assert not loaded & {"torch", "fastapi", "uvicorn", "PyQt6", "napari"}, sorted(loaded)
+
+
+def test_fine_tune_is_exported_lazily() -> None:
+    """``napari_seem.fine_tune`` resolves without torch: the training code loads on call."""
+    loaded = _modules_after(
+        "import napari_seem\nassert callable(napari_seem.fine_tune)\n"
+        "assert 'fine_tune' in napari_seem.__all__"
+    )
+    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))

@@ -25,7 +25,7 @@ from napari_seem.prompts import (
 from napari_seem.results import ObjectMask, SegmentationResult
 
 if TYPE_CHECKING:
-    from napari_seem.api import segment, segment_everything
+    from napari_seem.api import fine_tune, segment, segment_everything
 
 try:
     __version__ = version("napari-seem")
@@ -46,11 +46,12 @@ __all__ = [
     "SegmentationResult",
     "TextPrompt",
     "__version__",
+    "fine_tune",
     "segment",
     "segment_everything",
 ]
 
-_API = ("segment", "segment_everything")
+_API = ("fine_tune", "segment", "segment_everything")
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""Scripting API: ``segment`` and ``segment_everything`` in one call each.
+"""Scripting API: ``segment``, ``segment_everything`` and ``fine_tune`` in one call each.
 
 >>> import napari_seem
 >>> result = napari_seem.segment(image, points=[(120, 80)])  # doctest: +SKIP
@@ -60,6 +60,7 @@ __all__ = [
     "ProgressCallback",
     "clear_model_cache",
     "default_variant",
+    "fine_tune",
     "get_backend",
     "overview_rgb",
     "segment",
@@ -203,6 +204,20 @@ class Backend:
                 raise PromptError(str(exc)) from None
         assert self.client is not None
         return self.client.predict(handle.session_id, prompt, object_id=object_id).result()
+
+    def use_weights(self, path: str | Path | None) -> str:
+        """Run this engine's model with a fine-tuned weight file (``None``: its base
+        weights again); returns the checkpoint id now in use. Every image open on the
+        engine gets a fresh feature cache; a server reads ``path`` on ITS machine."""
+        if self.engine is not None:
+            from napari_seem.engine.errors import EngineError
+
+            try:
+                return self.engine.use_weights(path).checkpoint
+            except EngineError as exc:
+                raise PromptError(str(exc)) from None
+        assert self.client is not None
+        return str(self.client.use_weights(path).result().checkpoint)
 
     def forget(self, handle: ImageHandle, object_id: str) -> None:
         if self.engine is not None:
@@ -554,6 +569,10 @@ def _build_backend(name: str, checkpoint: Path | None, device: str) -> Backend:
     from napari_seem.engine.core import Engine
     from napari_seem.model.build import VARIANTS, build_seem
 
+    if checkpoint is not None and _is_fine_tuned(checkpoint):
+        from napari_seem.train.api import load_finetuned
+
+        return Backend(engine=Engine(load_finetuned(checkpoint, device=device)))
     if checkpoint is not None:
         from napari_seem.model.checkpoint import guess_variant, read_state_dict
 
@@ -580,6 +599,76 @@ def _build_backend(name: str, checkpoint: Path | None, device: str) -> Backend:
                 "(or pass a checkpoint path as model=)"
             )
     return Backend(engine=Engine(build_seem(name, checkpoint=weights, device=device)))
+
+
+def _is_fine_tuned(path: Path) -> bool:
+    """Whether ``path`` is a weight file :func:`fine_tune` wrote."""
+    if path.suffix != ".safetensors":
+        return False
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as fh:
+        meta = fh.metadata() or {}
+    return meta.get("format") == "napari-seem-trained-parts"
+
+
+# ----------------------------------------------------------------------------- fine-tuning
+
+
+def fine_tune(
+    images: Any,
+    labels: Any,
+    class_names: str | Sequence[str] | dict[int, str] = "object",
+    *,
+    steps: int = 100,
+    base: str = "seem-lite",
+    checkpoint: str | Path | None = None,
+    out: str | Path = "seem-finetuned.safetensors",
+    progress: bool = True,
+    callback: Callable[[int, float], bool | None] | None = None,
+    **options: Any,
+) -> Path:
+    """Fine-tune a model on your labelled images; returns the written weight file.
+
+    A thin wrapper of :func:`napari_seem.train.fine_tune` (see it for every option).
+
+    Args:
+        images: one image ``(H, W)`` (grey) or ``(H, W, 3)`` (RGB), any numeric dtype; or a
+            list of such images, or a ``(Z, H, W)`` stack.
+        labels: ``(H, W)`` integer instance labels per image (0 = unlabelled, each other
+            value one object), e.g. a napari Labels layer's data or ``SeemApp.labels``.
+            Unlabelled pixels are not taught as background when ``tasks=("spatial",)``.
+        class_names: one name for every object, one per id (``names[i]`` for id ``i + 1``)
+            or ``{id: name}``.
+        steps: optimizer steps (a CPU runs a few per second for seem-lite).
+        base: the variant to start from (``seem-lite``: its shipped weights).
+        checkpoint: weights to start from instead (an earlier fine-tune for seem-lite; the
+            official file for official variants).
+        out: the ``.safetensors`` file to write (the trained parts, a few MB).
+        progress: show a progress bar.
+        callback: ``callback(step, loss)`` after every step; return True to stop.
+        **options: :class:`~napari_seem.train.loop.TrainConfig` fields, e.g.
+            ``tasks=("spatial",)`` (only some objects labelled: train clicks only),
+            ``crops_per_image=8``, ``num_threads=4``.
+
+    Use the result with ``napari_seem.segment(..., model=path)``, a predictor from
+    :func:`napari_seem.train.load_finetuned`, or switch a running app with
+    ``app.use_weights(path)``.
+    """
+    from napari_seem.train.api import fine_tune as run
+
+    return run(
+        images,
+        labels,
+        class_names,
+        base=base,
+        checkpoint=checkpoint,
+        out=out,
+        progress=progress,
+        callback=callback,
+        steps=steps,
+        **options,
+    )
 
 
 # ----------------------------------------------------------------------------- prompts

@@ -184,6 +184,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             halo=args.halo,
             cache_dir=args.cache_dir,
             max_upload_bytes=args.max_upload_bytes or DEFAULT_MAX_UPLOAD_BYTES,
+            work_dir=args.weights_dir,
         )
     except (CheckpointError, InvalidRequestError, ValueError) as exc:
         raise CliError(str(exc)) from exc
@@ -279,6 +280,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="folder for disk feature caches (one zarr store per image, level and plane; a "
         "store made for another model or tiling is refused); default: memory only",
+    )
+    serve.add_argument(
+        "--weights-dir",
+        default=None,
+        metavar="DIR",
+        help="folder where fine_tune jobs write weight files (clients may switch to any file "
+        "in it); default: weights/ under --cache-dir, else a new temporary folder",
     )
     serve.add_argument(
         "--max-upload-bytes",

@@ -2,7 +2,8 @@
 
 They run with the reduced random model (``NAPARI_SEEM_VARIANT=seem-tiny-focal``, set by
 ``tests/jupyter/conftest.py`` unless already set) in a kernel of this interpreter, with
-nothing downloaded.
+nothing downloaded. ``NAPARI_SEEM_NOTEBOOK_FAST=1`` (also set unless already set) makes the
+fine-tuning notebook run a handful of steps on a few objects.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def test_notebooks_are_saved_without_outputs() -> None:
 def test_notebook_runs(path: Path, tmp_path: Path) -> None:
     book = nbformat.read(path, as_version=4)
     os.environ.setdefault("NAPARI_SEEM_VARIANT", "seem-tiny-focal")  # the kernel inherits it
+    os.environ.setdefault("NAPARI_SEEM_NOTEBOOK_FAST", "1")  # 04: a few steps, few objects
     client = nbclient.NotebookClient(
         book,
         timeout=300,

@@ -4,6 +4,7 @@ progress with Cancel). The controls only set the widget's traitlets and call its
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import ipywidgets as w
@@ -109,6 +110,17 @@ class SeemApp(w.VBox):
     @property
     def results(self) -> Any:
         return self.canvas.results
+
+    def use_weights(self, path: str | Path | None) -> str:
+        """Switch the running model to a fine-tuned weight file (``None``: base weights);
+        see :meth:`SeemWidget.use_weights`. Returns the checkpoint id in use."""
+        try:
+            checkpoint = self.canvas.use_weights(path)
+        except Exception as exc:
+            self.status.value = f"cannot switch the weights: {exc}"
+            raise
+        self.status.value = self.canvas.status
+        return checkpoint
 
     def link_example(self, other: SeemApp | SeemWidget) -> None:
         """Use the prompts on ``other`` as this image's referring example (Refer button)."""

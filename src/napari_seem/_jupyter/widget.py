@@ -248,6 +248,32 @@ class SeemWidget(anywidget.AnyWidget):
                 self._backend.close(self._handle)
             self._model, self._backend, self._handle = model, None, None
 
+    def use_weights(self, path: str | Path | None) -> str:
+        """Run the engine behind this widget with a fine-tuned weight file (from
+        :func:`napari_seem.fine_tune` or the engine's ``fine_tune`` job); ``None`` goes
+        back to the base weights. Returns the checkpoint id in use.
+
+        The engine is shared: every widget and ``napari_seem.segment`` call on the same
+        model uses the new weights. Prompts, the preview and committed labels are kept.
+        """
+        self.wait()
+        with self._lock:
+            if self._backend is None:
+                self._backend = get_backend(self._model)
+            backend = self._backend
+        try:
+            checkpoint = backend.use_weights(path)
+        except PromptError as exc:
+            self.error = str(exc)
+            raise
+        self.error = ""
+        self.status = (
+            "model: base weights"
+            if path is None
+            else f"model: fine-tuned weights {Path(path).name}"
+        )
+        return checkpoint
+
     # ------------------------------------------------------------------ actions
 
     def segment(self, *, block: bool = True) -> Future[Any]:

@@ -37,11 +37,14 @@ __all__ = [
     "Cancelled",
     "ImageRef",
     "ModelChoice",
+    "TrainingPair",
     "labels_crop_objects",
 ]
 
 T = TypeVar("T")
 Progress = Callable[[int, int], None]
+#: ``progress(done, total, message)`` of a fine-tune (optimizer steps; the loss in text).
+StepProgress = Callable[[int, int, str], None]
 
 
 class Cancelled(Exception):
@@ -106,6 +109,23 @@ class ImageRef:
     path: str | None = None
     bands: tuple[int, int, int] | None = None
     array: Any = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, eq=False)
+class TrainingPair:
+    """One plane of committed labels to fine-tune on.
+
+    Attributes:
+        image: the image layer the labels were drawn over.
+        plane: the stack plane (``()`` for 2-D).
+        labels: ``(H, W)`` integer labels of that plane (a copy: the layer is never touched).
+        classes: ``{id: class name}`` for every object id in ``labels``.
+    """
+
+    image: ImageRef
+    plane: tuple[int, ...]
+    labels: np.ndarray = field(repr=False)
+    classes: dict[int, str]
 
 
 class Backend:
@@ -316,6 +336,84 @@ class Backend:
 
     def cancel_job(self, job_id: str) -> None:
         self.client.cancel_job(job_id).result()
+
+    # ------------------------------------------------------------------ weights
+
+    def fine_tune(
+        self,
+        pairs: Sequence[TrainingPair],
+        *,
+        steps: int,
+        progress: StepProgress,
+        cancel: threading.Event,
+        **options: Any,
+    ) -> dict[str, Any]:
+        """Fine-tune the model process's model on ``pairs`` (its ``"fine_tune"`` job), which
+        then runs the new weights. Blocks.
+
+        The labels travel as uploads (deleted afterwards); the images are the layers'
+        sessions. ``options``: more job parameters (``tasks``, ``crops_per_image``, ...).
+
+        Returns:
+            The job's info: ``weights`` (the file, on the model process's machine),
+            ``steps``, ``loss``, ``seconds``, ``objects``...
+
+        Raises:
+            Cancelled: ``cancel`` was set; the model keeps its weights.
+            RuntimeError: the job failed in the model process (the model keeps its weights).
+        """
+        import contextlib
+        import time
+
+        uploads: list[str] = []
+        try:
+            data = []
+            for pair in pairs:
+                session = self.session(pair.image, pair.plane)
+                labels = np.ascontiguousarray(pair.labels)
+                labels_id = self.client.upload_image(labels).result()
+                uploads.append(labels_id)
+                names = {str(k): v for k, v in pair.classes.items()}
+                data.append({"image": session, "labels": labels_id, "class_name": names})
+            if cancel.is_set():
+                raise Cancelled
+            started = self.client.start_fine_tune(
+                str(data[0]["image"]), data, steps=steps, **options
+            ).result()
+            job_id = started.job_id
+            asked = False
+            while True:
+                if cancel.is_set() and not asked:
+                    self.client.cancel_job(job_id).result()
+                    asked = True
+                status = self.client.job_status(job_id).result()
+                progress(status.done, max(status.total, 1), status.message or "")
+                if status.state == "done":
+                    self.info = self.client.info().result()
+                    return dict(status.info or {})
+                if status.state == "cancelled":
+                    raise Cancelled
+                if status.state == "failed":
+                    raise RuntimeError(f"fine-tuning failed in the model process: {status.error}")
+                time.sleep(0.2)
+        finally:
+            for image_id in uploads:
+                with contextlib.suppress(Exception):
+                    self.client.delete_image(image_id).result()
+
+    def use_base_weights(self) -> str:
+        """Switch the model process back to its base weights; returns their id."""
+        reply = self.client.use_base_weights().result()
+        self.info = self.client.info().result()
+        return reply.checkpoint
+
+    def weights_path(self) -> str | None:
+        """The fine-tuned weight file the model process runs with (None: base weights)."""
+        return self.client.weights().result().path
+
+    def save_weights(self, destination: str | Path) -> Path:
+        """Copy the weight file in use to ``destination`` on this machine."""
+        return self.client.download_weights(destination).result()
 
     # ------------------------------------------------------------------ long runs
 

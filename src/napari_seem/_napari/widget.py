@@ -4,7 +4,8 @@ The widget builds controls and wires signals; model work happens in the model pr
 through :class:`~napari_seem._napari.backend.Backend` on worker threads, and results come
 back to the GUI thread through :class:`~napari_seem._napari.qt_bridge.MainThread`. Layer
 <-> prompt conversion is in :mod:`~napari_seem._napari.layers` / ``convert``; commits and
-undo in :mod:`~napari_seem._napari.commits`.
+undo in :mod:`~napari_seem._napari.commits`; the "Fine-tune" section in
+:mod:`~napari_seem._napari.finetune_panel`.
 
 Keys (bound in code on the viewer and on the prompt layers): ``S`` segment, ``C`` commit,
 ``Shift-C`` clear prompts, ``T`` toggle the polarity of new points; Ctrl-click in the
@@ -35,6 +36,7 @@ from magicgui.widgets import (
 from napari_seem._napari import layers as L
 from napari_seem._napari.backend import Backend, Cancelled, ImageRef, ModelChoice
 from napari_seem._napari.commits import CommitLog
+from napari_seem._napari.finetune_panel import FineTunePanel
 from napari_seem._napari.qt_bridge import MainThread
 from napari_seem.engine.client import RemoteError, ServerUnavailableError
 from napari_seem.prompts import ObjectPrompt, PromptError, TextPrompt
@@ -143,6 +145,7 @@ class SeemWidget(Container):
         self.propagate_button = PushButton(text="Propagate through stack")
         self.prefetch = CheckBox(text="Prefetch the visible region", value=True)
         self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.finetune = FineTunePanel(self)
         self.status = Label(value="Choose an image, add points or shapes, press Segment.")
 
         def header(text: str) -> Label:
@@ -178,6 +181,7 @@ class SeemWidget(Container):
                 header("Stacks (z / t)"),
                 row(self.direction, self.propagate_button),
                 self.prefetch,
+                self.finetune,
                 self.status,
             ]
         )
@@ -263,6 +267,7 @@ class SeemWidget(Container):
                 layer.events.data.connect(lambda e, lay=layer: self._data_changed(lay))
         if target is not None and target in self.viewer.layers:
             self.target.value = target
+        self.finetune.refresh()
 
     def _update_model_fields(self, *_: Any) -> None:
         value = self.model_choice.value
@@ -651,14 +656,14 @@ class SeemWidget(Container):
     def target_layer(self, image: Any) -> Any:
         """The chosen labels layer, or a new "SEEM labels" layer over ``image``."""
         target = self.target.value
-        if target is not None and target in self.viewer.layers:
-            return target
-        existing = self._prompt_layer(TARGET_NAME, "Labels")
-        if existing is None:
-            existing = L.new_target_labels(self.viewer, image, TARGET_NAME)
-        self.target.reset_choices()
-        self.target.value = existing
-        return existing
+        if target is None or target not in self.viewer.layers:
+            target = self._prompt_layer(TARGET_NAME, "Labels")
+            if target is None:
+                target = L.new_target_labels(self.viewer, image, TARGET_NAME)
+            self.target.reset_choices()
+            self.target.value = target
+        self.finetune.remember(target, image)  # a default training layer over ``image``
+        return target
 
     def commit(self, *_: Any) -> list[int]:
         """Paint the preview into the target labels with new ids; clears the prompts."""

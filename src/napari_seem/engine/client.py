@@ -49,6 +49,8 @@ from napari_seem.engine.protocol import (
     PredictRequest,
     ReferRequest,
     SessionReply,
+    UseWeightsRequest,
+    WeightsReply,
     encode_array,
     object_mask_from_reply,
 )
@@ -394,6 +396,65 @@ class SeemClient:
         return self._submit(
             lambda: JobStatusReply.model_validate(self._call("POST", f"/jobs/{job_id}/cancel"))
         )
+
+    # ------------------------------------------------------------------ weights
+
+    def start_fine_tune(
+        self,
+        session_id: str,
+        data: Sequence[dict[str, Any]],
+        *,
+        class_name: str | dict[int, str] = "object",
+        steps: int = 100,
+        **options: Any,
+    ) -> Future[JobStatusReply]:
+        """Start a ``fine_tune`` job (see :mod:`napari_seem.engine.fine_tune_job`).
+
+        ``data`` lists ``{"image": SESSION_OR_IMAGE_ID, "labels": LABELS_IMAGE_ID}`` (upload
+        labels with :meth:`upload_image`); ``options`` are further job parameters
+        (``tasks``, ``crops_per_image``, ``checkpoint``, ...). Progress: ``job_status`` /
+        ``job_events`` (``message`` carries the loss); once done, ``job_status(...).info``
+        names the ``weights`` file the model now runs with.
+        """
+        names: Any = class_name
+        if isinstance(class_name, dict):
+            names = {str(k): v for k, v in class_name.items()}
+        params = {"data": list(data), "class_name": names, "steps": steps, **options}
+        if "tasks" in params:
+            params["tasks"] = list(params["tasks"])
+        return self.start_job(session_id, kind="fine_tune", params=params)
+
+    def weights(self) -> Future[WeightsReply]:
+        """The weights the model runs with (base, or the fine-tuned file in use)."""
+        return self._submit(lambda: WeightsReply.model_validate(self._call("GET", "/weights")))
+
+    def use_weights(self, path: str | Path | None) -> Future[WeightsReply]:
+        """Switch the server's model to a weight file the SERVER can read (a fine_tune
+        job's ``weights``, or a file inside its allowed roots); ``None``: the base weights.
+        Every session's feature cache starts afresh."""
+        body = UseWeightsRequest(path=None if path is None else str(path))
+        return self._submit(
+            lambda: WeightsReply.model_validate(self._call("POST", "/weights", body))
+        )
+
+    def use_base_weights(self) -> Future[WeightsReply]:
+        """Switch the server's model back to its base weights."""
+        return self.use_weights(None)
+
+    def download_weights(self, destination: str | Path) -> Future[Path]:
+        """Save the weight file the server's model runs with to ``destination`` on THIS
+        machine (RemoteError ``NoWeightFile`` on the base weights)."""
+        target = Path(destination).expanduser()
+
+        def call() -> Path:
+            response = self._request("GET", "/weights/file")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(target.name + ".part")
+            partial.write_bytes(response.content)
+            partial.replace(target)
+            return target
+
+        return self._submit(call)
 
     # ------------------------------------------------------------------ plumbing
 

@@ -42,7 +42,12 @@ Instances are cut at the border of the decoded tiles' cores.
 engine's single worker thread); ``"encode_region"`` (prefetch features) and ``"segment"``
 (segment everything / a phrase over a region with seam-aware merging, answering a
 :class:`~napari_seem.engine.labels.LabelsCrop`) are built in
-(:mod:`napari_seem.engine.job_kinds`).
+(:mod:`napari_seem.engine.job_kinds`), and so is ``"fine_tune"`` (train on labelled images,
+then switch the model to the new weights: :mod:`napari_seem.engine.fine_tune_job`).
+
+**Weights.** :meth:`Engine.use_weights` loads a fine-tuned weight file into the model (or
+restores the base weights, ``None``); every session then gets a fresh feature cache under
+the new weights (:mod:`napari_seem.engine.weights`).
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import math
+import tempfile
 import threading
 import uuid
 import warnings
@@ -77,6 +83,14 @@ from napari_seem.engine.job_kinds import DEFAULT_MAX_RESULT_PIXELS
 from napari_seem.engine.jobs import JobCancelled, JobEvent, JobRecord, JobState
 from napari_seem.engine.levels import LevelFrame
 from napari_seem.engine.tile_prompts import object_in_window, object_mask_in_window
+from napari_seem.engine.weights import (
+    WeightsInfo,
+    apply_weights,
+    forget_model_outputs,
+    read_weights,
+    snapshot_weights,
+    weights_id,
+)
 from napari_seem.feature_cache import CacheSignature, FeatureCache, StaleCacheError
 from napari_seem.io import ImageSource, ImageSourceError, open_image
 from napari_seem.model.seem import SeemModel
@@ -147,7 +161,9 @@ class ImageInfo:
 
 @dataclass(frozen=True)
 class JobStatus:
-    """A snapshot of one job (``error`` is set when ``state == "failed"``)."""
+    """A snapshot of one job (``error`` is set when ``state == "failed"``; ``message`` is
+    the latest progress text; ``info`` is the result of a kind that answers a JSON-ready
+    mapping, e.g. ``"fine_tune"``'s weights path, once the job is done)."""
 
     job_id: str
     kind: str
@@ -157,6 +173,8 @@ class JobStatus:
     total: int
     error: str | None = None
     has_result: bool = False
+    message: str | None = None
+    info: Mapping[str, Any] | None = None
 
 
 @dataclass
@@ -172,6 +190,7 @@ class Session:
         cache: encoded tiles, keyed by ``tile.index``.
         history: the last answer per ``object_id``, on the working level's grid.
         image_id: the uploaded image it was opened on, if any.
+        cache_path: the disk cache folder given to ``open_session`` (None: the default).
     """
 
     session_id: str
@@ -182,6 +201,7 @@ class Session:
     cache: FeatureCache
     history: dict[str, ObjectMask] = field(default_factory=dict)
     image_id: str | None = None
+    cache_path: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -241,6 +261,8 @@ class Engine:
         max_upload_bytes: most bytes of uploaded in-memory images held at once.
         max_result_pixels: largest level-0 box a ``"segment"`` job answers as a labels
             crop (a larger one needs the job's ``out=`` zarr path).
+        work_dir: where ``"fine_tune"`` jobs write weight files (default: ``weights/``
+            under ``cache_dir``, else a new temporary folder, made on first use and kept).
     """
 
     def __init__(
@@ -255,6 +277,7 @@ class Engine:
         cache_dir: str | Path | None = None,
         max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
         max_result_pixels: int = DEFAULT_MAX_RESULT_PIXELS,
+        work_dir: str | Path | None = None,
     ) -> None:
         if isinstance(model, SeemPredictor):
             predictor = model
@@ -279,6 +302,10 @@ class Engine:
         self.checkpoint_id = checkpoint_id or (
             "random" if report is None else str(getattr(report, "source", "checkpoint"))
         )
+        self._base_checkpoint_id = self.checkpoint_id
+        self._weights_path: Path | None = None  # a weight file applied on top of the base
+        self._saved_base: dict[str, Any] = {}  # base values the applied file replaced
+        self._work_dir = None if work_dir is None else Path(work_dir)
         self._model_lock = threading.Lock()  # the predictor holds the current tile
         self._lock = threading.Lock()  # sessions, images, jobs and kinds tables
         self._sessions: dict[str, Session] = {}
@@ -286,6 +313,7 @@ class Engine:
         self._jobs: dict[str, JobRecord] = {}
         self._kinds: dict[str, _JobKind] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="napari-seem-job")
+        from napari_seem.engine.fine_tune_job import check_fine_tune, run_fine_tune
         from napari_seem.engine.job_kinds import (
             check_encode_region,
             check_segment,
@@ -295,6 +323,7 @@ class Engine:
 
         self.register_job_kind("encode_region", run_encode_region, check=check_encode_region)
         self.register_job_kind("segment", run_segment, check=check_segment)
+        self.register_job_kind("fine_tune", run_fine_tune, check=check_fine_tune)
 
     @property
     def model_lock(self) -> threading.Lock:
@@ -377,6 +406,12 @@ class Engine:
         if upload is None:
             raise UnknownImageError(_unknown_image(image_id))
 
+    def uploaded(self, image_id: str) -> tuple[np.ndarray, str]:
+        """The array of an uploaded image and its axis letters (for job runners; read
+        only)."""
+        upload = self._upload(image_id)
+        return upload.array, upload.axes
+
     def _upload(self, image_id: str) -> _Upload:
         with self._lock:
             upload = self._images.get(image_id)
@@ -446,22 +481,9 @@ class Engine:
             image.level_factors(level),
         )
         grid = TileGrid.for_model(frame.level_shape, model_input=self.tile, halo=self.halo)
-        size = grid.tile_size
-        assert not isinstance(size, int)  # normalised by TileGrid
-        signature = CacheSignature(
-            variant=self.predictor.model.name,
-            checkpoint=self.checkpoint_id,
-            tile_size=size,
-            halo=grid.halo,
-            source=f"{image.fingerprint(level=level)}:plane={list(plane)}",
-            level=int(level),
-        )
+        explicit = None if cache_path is None else Path(cache_path)
         try:
-            cache = FeatureCache(
-                signature,
-                memory_budget_bytes=self.cache_bytes,
-                disk_path=cache_path or self._default_cache_path(image, level, plane),
-            )
+            cache = self._new_cache(image, int(level), plane, grid, explicit)
         except StaleCacheError as exc:
             image.close()
             raise StaleCacheRefusedError(
@@ -473,9 +495,34 @@ class Engine:
         session_id = uuid.uuid4().hex
         with self._lock:
             self._sessions[session_id] = Session(
-                session_id, image, plane, frame, grid, cache, image_id=image_id
+                session_id, image, plane, frame, grid, cache, image_id=image_id, cache_path=explicit
             )
         return session_id
+
+    def _new_cache(
+        self,
+        image: ImageSource,
+        level: int,
+        plane: tuple[int, ...],
+        grid: TileGrid,
+        cache_path: Path | None,
+        *,
+        memory_only: bool = False,
+    ) -> FeatureCache:
+        """A feature cache under the current weights (raises StaleCacheError for a disk
+        store made for other weights, tiling or image)."""
+        size = grid.tile_size
+        assert not isinstance(size, int)  # normalised by TileGrid
+        signature = CacheSignature(
+            variant=self.predictor.model.name,
+            checkpoint=self.checkpoint_id,
+            tile_size=size,
+            halo=grid.halo,
+            source=f"{image.fingerprint(level=level)}:plane={list(plane)}",
+            level=level,
+        )
+        disk = None if memory_only else cache_path or self._default_cache_path(image, level, plane)
+        return FeatureCache(signature, memory_budget_bytes=self.cache_bytes, disk_path=disk)
 
     def _default_cache_path(
         self, image: ImageSource, level: int, plane: tuple[int, ...]
@@ -490,6 +537,8 @@ class Engine:
         origin = image.config.origin
         identity = origin if not origin.startswith("<") else image.fingerprint(level=0)
         key = f"{identity}|level={level}|plane={list(plane)}|bands={list(image.bands)}"
+        if self._weights_path is not None:  # fine-tuned weights: features of their own
+            key += f"|weights={self.checkpoint_id}"
         digest = hashlib.blake2b(key.encode(), digest_size=10).hexdigest()
         name = "memory" if origin.startswith("<") else Path(origin).name[:40]
         return self.cache_dir / f"{name}-{digest}.zarr"
@@ -546,6 +595,107 @@ class Engine:
         encoded = self.predictor.encode_many([rgb])[0]
         session.cache.put(tile.index, encoded)
         return encoded
+
+    # ------------------------------------------------------------------ weights
+
+    @property
+    def work_dir(self) -> Path:
+        """Where fine-tuned weight files go (made on first use; see ``work_dir=``)."""
+        with self._lock:
+            if self._work_dir is None:
+                if self.cache_dir is not None:
+                    self._work_dir = self.cache_dir / "weights"
+                else:
+                    self._work_dir = Path(tempfile.mkdtemp(prefix="napari-seem-weights-"))
+            self._work_dir.mkdir(parents=True, exist_ok=True)
+            return self._work_dir
+
+    def weights_info(self) -> WeightsInfo:
+        """The weights the model runs with now."""
+        path = self._weights_path
+        return WeightsInfo(
+            str(getattr(self.predictor.model, "name", "model")),
+            self.checkpoint_id,
+            None if path is None else str(path),
+            self._base_checkpoint_id,
+        )
+
+    def use_weights(self, path: str | Path | None, *, check_jobs: bool = True) -> WeightsInfo:
+        """Run the model with the weights in ``path`` (a fine-tuned file), or with its base
+        weights again (``None``).
+
+        The file is read and checked first (nothing changes when it is refused). Then, under
+        the model lock, the weights are loaded in place, the predictor's caches of the old
+        weights are dropped and every session gets a fresh feature cache (signed with the
+        new weights: a disk cache made with other weights is never used). Memory of earlier
+        rounds (``object_id``) is kept.
+
+        Args:
+            check_jobs: refuse while a ``segment`` or ``fine_tune`` job is queued or running
+                (they would mix weights); job runners switching at their end pass False.
+
+        Raises:
+            InvalidRequestError: the file is missing, unreadable or does not fit the model,
+                or a job is in the way.
+        """
+        if check_jobs:
+            with self._lock:
+                busy = [
+                    j
+                    for j in self._jobs.values()
+                    if j.kind in ("segment", "fine_tune") and j.state in ("queued", "running")
+                ]
+            if busy:
+                job = busy[0]
+                raise InvalidRequestError(
+                    f"job {job.job_id} ({job.kind}) is {job.state}: wait until it finishes or "
+                    "cancel it, then switch the weights"
+                )
+        model = self.predictor.model
+        file = None if path is None else Path(path).expanduser().resolve()
+        state = None if file is None else read_weights(file, model)
+        new_id = self._base_checkpoint_id if file is None else weights_id(file)
+        with self._model_lock:
+            apply_weights(model, state, self._saved_base)
+            if file is None:
+                self._saved_base.clear()
+            forget_model_outputs(self.predictor)
+            self.checkpoint_id = new_id
+            self._weights_path = file
+            self._renew_caches()
+        return self.weights_info()
+
+    def _renew_caches(self) -> None:
+        """Every session's features were computed with other weights: start new caches.
+        Caller holds the model lock."""
+        with self._lock:
+            sessions = list(self._sessions.values())
+        tuned = self._weights_path is not None
+        for session in sessions:
+            session.cache.clear_memory()
+            args = (session.source, session.frame.level, session.plane, session.grid)
+            try:
+                # a folder the user named holds features of the base weights only
+                session.cache = self._new_cache(
+                    *args, session.cache_path, memory_only=tuned and session.cache_path is not None
+                )
+            except (StaleCacheError, ValueError, OSError):
+                session.cache = self._new_cache(*args, None, memory_only=True)
+
+    def weights_snapshot(self) -> Path:
+        """A file holding the weights the model runs with now (what a fine-tune starts
+        from): the base checkpoint file itself when it is one and no file is applied,
+        else a snapshot under :attr:`work_dir`."""
+        model = self.predictor.model
+        base = Path(self._base_checkpoint_id)
+        if (
+            self._weights_path is None
+            and getattr(model, "name", "") != "seem-lite"
+            and base.is_file()
+        ):
+            return base
+        with self._model_lock:
+            return snapshot_weights(model, self.work_dir, self.checkpoint_id)
 
     # ------------------------------------------------------------------ predict
 
@@ -806,7 +956,10 @@ class Engine:
         exclusive; default the whole image); progress counts tiles. ``"segment"`` (built
         in): ``vocabulary=[...]`` or ``text="..."``, ``mode=``, ``box=``, ``out=`` ->
         a :class:`~napari_seem.engine.labels.LabelsCrop` (see
-        :mod:`napari_seem.engine.job_kinds`). Others: see :meth:`register_job_kind`.
+        :mod:`napari_seem.engine.job_kinds`). ``"fine_tune"`` (built in): ``data=[...]``
+        or ``labels=``, ``class_name=``, ``steps=`` ... -> the model runs the new weights;
+        the result (``JobStatus.info``) names the file (see
+        :mod:`napari_seem.engine.fine_tune_job`). Others: see :meth:`register_job_kind`.
 
         Raises:
             UnknownSessionError: ``session_id`` is not open.
@@ -868,6 +1021,7 @@ class Engine:
         """The job's current state and progress."""
         job = self._job(job_id)
         with job.lock:
+            done = job.state == "done"
             return JobStatus(
                 job.job_id,
                 job.kind,
@@ -876,7 +1030,9 @@ class Engine:
                 job.done,
                 job.total,
                 job.error,
-                job.state == "done" and job.result is not None,
+                done and job.result is not None,
+                job.message,
+                dict(job.result) if done and isinstance(job.result, Mapping) else None,
             )
 
     def job_result(self, job_id: str) -> Any:

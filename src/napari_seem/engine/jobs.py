@@ -35,6 +35,7 @@ class JobEvent:
         done: work units finished so far (tiles for ``encode_region``).
         total: work units in the whole job.
         error: the failure message when ``state == "failed"``.
+        message: the job's latest progress text (e.g. ``"step 40/100 loss 0.312"``).
     """
 
     job_id: str
@@ -43,6 +44,7 @@ class JobEvent:
     done: int
     total: int
     error: str | None = None
+    message: str | None = None
 
 
 @dataclass
@@ -50,9 +52,9 @@ class JobRecord:
     """Mutable bookkeeping of one job; every access goes through ``lock``.
 
     A job runner (see :meth:`napari_seem.engine.Engine.register_job_kind`) reports with
-    ``emit(done=..., total=...)``, calls ``raise_if_cancelled()`` between work units (tiles)
-    and may leave a ``result`` (e.g. a :class:`~napari_seem.engine.labels.LabelsCrop`)
-    by returning it.
+    ``emit(done=..., total=..., message=...)``, calls ``raise_if_cancelled()`` between work
+    units (tiles) and may leave a ``result`` (e.g. a
+    :class:`~napari_seem.engine.labels.LabelsCrop`) by returning it.
     """
 
     job_id: str
@@ -62,6 +64,7 @@ class JobRecord:
     done: int = 0
     total: int = 0
     error: str | None = None
+    message: str | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     events: list[JobEvent] = field(default_factory=list)
     subscribers: list[Callable[[JobEvent], None]] = field(default_factory=list)
@@ -82,7 +85,13 @@ class JobRecord:
             for name, value in changes.items():
                 setattr(self, name, value)
             event = JobEvent(
-                self.job_id, len(self.events), self.state, self.done, self.total, self.error
+                self.job_id,
+                len(self.events),
+                self.state,
+                self.done,
+                self.total,
+                self.error,
+                self.message,
             )
             self.events.append(event)
             callbacks = list(self.subscribers)

@@ -61,6 +61,8 @@ __all__ = [
     "PredictRequest",
     "ReferRequest",
     "SessionReply",
+    "UseWeightsRequest",
+    "WeightsReply",
     "decode_array",
     "decode_mask",
     "encode_array",
@@ -207,8 +209,8 @@ class JobRequest(BaseModel):
         default="encode_region",
         min_length=1,
         max_length=100,
-        description="a job kind the engine has registered ('encode_region' and 'segment' are "
-        "built in)",
+        description="a job kind the engine has registered ('encode_region', 'segment' and "
+        "'fine_tune' are built in)",
     )
     box: BoxField = Field(
         default=None,
@@ -225,10 +227,21 @@ class JobStatusReply(BaseModel):
     kind: str
     session_id: str
     state: JobStateName
-    done: int = Field(description="work units finished (tiles for encode_region and segment)")
+    done: int = Field(
+        description="work units finished (tiles for encode_region and segment, optimizer "
+        "steps for fine_tune)"
+    )
     total: int
     error: str | None = None
     has_result: bool = Field(default=False, description="GET /jobs/{id}/result has a result")
+    message: str | None = Field(
+        default=None, description="latest progress text, e.g. 'step 40/100 loss 0.312'"
+    )
+    info: dict[str, Any] | None = Field(
+        default=None,
+        description="the JSON result of a finished job whose kind answers one (fine_tune: "
+        "'weights' path, 'steps', 'loss', 'seconds', 'checkpoint', ...)",
+    )
 
 
 class JobEventReply(BaseModel):
@@ -238,6 +251,25 @@ class JobEventReply(BaseModel):
     done: int
     total: int
     error: str | None = None
+    message: str | None = None
+
+
+class WeightsReply(BaseModel):
+    variant: str = Field(description="model variant name")
+    checkpoint: str = Field(description="what identifies the weights in use")
+    path: str | None = Field(
+        default=None, description="the weight file in use on top of the base (None: base)"
+    )
+    base: str = Field(description="what identifies the base weights")
+    fine_tuned: bool = Field(description="a weight file is in use (path is set)")
+
+
+class UseWeightsRequest(BaseModel):
+    path: str | None = Field(
+        default=None,
+        description="a weight file the server may read (a fine_tune job's 'weights', or a "
+        "file inside the allowed roots); null switches back to the base weights",
+    )
 
 
 def encode_mask(mask: npt.NDArray[np.bool_]) -> MaskPayload:

@@ -21,7 +21,14 @@ Endpoints (all but ``/health`` need ``Authorization: Bearer <token>``):
   ``segment``; a job parameter ``out`` is a path the server writes, so it must lie inside
   the allowed roots like image paths (403 otherwise).
 - ``GET /jobs/{id}``, ``GET /jobs/{id}/events?since=N``, ``POST /jobs/{id}/cancel``,
-  ``GET /jobs/{id}/result`` (binary labels payload, :mod:`napari_seem.engine.labels`).
+  ``GET /jobs/{id}/result`` (binary labels payload, :mod:`napari_seem.engine.labels`, or
+  JSON for a kind answering a mapping, e.g. ``fine_tune``; its status carries it as
+  ``info`` too). A ``fine_tune`` job's ``checkpoint`` is a path the server reads: inside the
+  allowed roots or the engine's work dir (403 otherwise).
+- ``GET /weights``: the weights in use; ``POST /weights`` ``{"path": FILE | null}``: switch
+  to a fine-tuned weight file (inside the allowed roots or the engine's work dir, where
+  ``fine_tune`` jobs write) or back to the base weights (null); ``GET /weights/file``: the
+  weight file in use (409 on the base weights), e.g. to save it on the client's machine.
 
 Status codes: 401 bad/missing token, 403 path outside the allowed roots, 404 unknown
 session / job / image / route, 400 a request the engine cannot serve, 409 a stale disk
@@ -44,7 +51,7 @@ import ipaddress
 import logging
 import secrets
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,9 +92,12 @@ from napari_seem.engine.protocol import (
     PredictRequest,
     ReferRequest,
     SessionReply,
+    UseWeightsRequest,
+    WeightsReply,
     decode_array,
     object_mask_to_reply,
 )
+from napari_seem.engine.weights import WeightsInfo
 from napari_seem.prompts import ObjectPrompt
 
 __all__ = [
@@ -290,6 +300,18 @@ def _job_reply(status: JobStatus) -> JobStatusReply:
         total=status.total,
         error=status.error,
         has_result=status.has_result,
+        message=status.message,
+        info=None if status.info is None else dict(status.info),
+    )
+
+
+def _weights_reply(info: WeightsInfo) -> WeightsReply:
+    return WeightsReply(
+        variant=info.variant,
+        checkpoint=info.checkpoint,
+        path=info.path,
+        base=info.base,
+        fine_tuned=info.fine_tuned,
     )
 
 
@@ -572,6 +594,14 @@ def create_app(
         found = engine.refer(session_id, body.example_session_id, example, box=body.box)
         return ObjectsReply(objects=[object_mask_to_reply(obj) for obj in found])
 
+    def weights_path(path: str) -> str:
+        """A weight file the server may read: inside its work dir or the allowed roots."""
+        resolved = Path(path).expanduser().resolve()
+        work = engine.work_dir.resolve()
+        if resolved.is_relative_to(work):
+            return str(resolved)
+        return roots.check(path, what="weight file")
+
     @app.post(
         "/sessions/{session_id}/jobs",
         response_model=JobStatusReply,
@@ -589,6 +619,8 @@ def create_app(
             params["box"] = body.box
         if isinstance(params.get("out"), str):  # a path the server writes: same roots
             params["out"] = roots.check(params["out"], what="output path")
+        if body.kind == "fine_tune" and isinstance(params.get("checkpoint"), str):
+            params["checkpoint"] = weights_path(params["checkpoint"])
         job_id = engine.start_job(body.kind, session_id, **params)
         return _job_reply(engine.job_status(job_id))
 
@@ -605,7 +637,13 @@ def create_app(
     def job_events(job_id: str, since: int = 0) -> list[JobEventReply]:
         return [
             JobEventReply(
-                job_id=e.job_id, seq=e.seq, state=e.state, done=e.done, total=e.total, error=e.error
+                job_id=e.job_id,
+                seq=e.seq,
+                state=e.state,
+                done=e.done,
+                total=e.total,
+                error=e.error,
+                message=e.message,
             )
             for e in engine.events(job_id, since=max(since, 0))
         ]
@@ -635,6 +673,8 @@ def create_app(
     )
     def job_result(job_id: str) -> Response:
         result = engine.job_result(job_id)
+        if isinstance(result, Mapping):
+            return JSONResponse(dict(result))
         if not isinstance(result, LabelsCrop):
             raise ApiError(
                 409,
@@ -643,6 +683,57 @@ def create_app(
                 "runner served over HTTP must return a LabelsCrop",
             )
         return Response(result.to_bytes(), media_type=LABELS_MEDIA_TYPE)
+
+    @app.get("/weights", response_model=WeightsReply, dependencies=auth, responses=_ERRORS)
+    def weights() -> WeightsReply:
+        return _weights_reply(engine.weights_info())
+
+    @app.post(
+        "/weights",
+        response_model=WeightsReply,
+        dependencies=auth,
+        responses={**_ERRORS, 403: {"model": ErrorReply, "description": "path not allowed"}},
+    )
+    def use_weights(body: UseWeightsRequest) -> WeightsReply:
+        path = None if body.path is None else weights_path(body.path)
+        return _weights_reply(engine.use_weights(path))
+
+    @app.get(
+        "/weights/file",
+        dependencies=auth,
+        responses={
+            **_ERRORS,
+            409: {"model": ErrorReply, "description": "the base weights are in use"},
+            200: {
+                "description": "the weight file in use (.safetensors)",
+                "content": {
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+                },
+            },
+        },
+        response_class=Response,
+    )
+    def weights_file() -> Response:
+        info = engine.weights_info()
+        if info.path is None:
+            raise ApiError(
+                409,
+                "NoWeightFile",
+                "the model runs its base weights, which have no file to send: fine-tune "
+                "first (the fine_tune job) or switch to a weight file with POST /weights",
+            )
+        try:
+            content = Path(info.path).read_bytes()
+        except OSError as exc:
+            raise ApiError(
+                409, "NoWeightFile", f"cannot read the weight file in use: {exc}"
+            ) from None
+        name = Path(info.path).name
+        return Response(
+            content,
+            media_type="application/octet-stream",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
 
     return app
 
