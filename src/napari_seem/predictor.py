@@ -30,6 +30,7 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 
+from napari_seem.everything_points import PointsSettings, segment_by_points
 from napari_seem.model.build import build_seem, get_config
 from napari_seem.model.decoder import ImageMemory
 from napari_seem.model.decoder_outputs import class_logits
@@ -41,6 +42,7 @@ from napari_seem.model.postprocess import (
     semantic_inference,
     vl_similarity,
 )
+from napari_seem.model.prompt_window import OUTSIDE_LOGIT, Window, crop_features, prompt_window
 from napari_seem.model.seem import ImageFeatures, SeemModel
 from napari_seem.model.text_encoder import Tokenizer
 from napari_seem.model.tokenizer import ClipTokenizer, load_clip_tokenizer
@@ -60,7 +62,7 @@ __all__ = ["MEMORY_LOGIT", "EncodedImage", "SeemPredictor", "as_rgb_uint8"]
 #: Logit given to a binary mask used as round-to-round memory (sigmoid = 0.9997).
 MEMORY_LOGIT = 8.0
 _MAX_REMEMBERED = 256
-EverythingMode = Literal["panoptic", "instance", "semantic"]
+EverythingMode = Literal["panoptic", "instance", "semantic", "points", "auto"]
 
 
 def as_rgb_uint8(image: npt.ArrayLike) -> np.ndarray:
@@ -140,6 +142,11 @@ class SeemPredictor:
             (faster, differs in well under 1% of boundary pixels).
         autocast: run encoder and decoder under autocast with this dtype (e.g.
             ``torch.bfloat16`` on a GPU); None runs in the model's dtype.
+        connected: keep only the parts of an interactive answer that touch the object's
+            positive clicks or scribbles (a click means "this object": disconnected
+            lookalikes are dropped). ``"auto"``: on for models that decode in prompt
+            windows (seem-lite), off for the official variants (their answers are
+            returned as the model gives them).
     """
 
     def __init__(
@@ -150,8 +157,12 @@ class SeemPredictor:
         short_side: int | Literal["auto"] | None = "auto",
         mask_resize: Literal["official", "bilinear"] = "official",
         autocast: torch.dtype | None = None,
+        connected: bool | Literal["auto"] = "auto",
     ) -> None:
         self.model = model.eval()
+        self.connected = (
+            getattr(model, "prompt_window", None) is not None if connected == "auto" else connected
+        )
         self._tokenizer: Tokenizer | None = (
             tokenizer if isinstance(tokenizer, ClipTokenizer) else None
         )
@@ -405,26 +416,15 @@ class SeemPredictor:
         # SEEM has no box encoder: a box prompts with its centre and bounds the answer
         pos, neg = rasterize_objects(objects, frame.padded_hw, scale=frame.scale, box_mode="center")
         prev = None if previous is None else self._previous_logits(previous, len(objects))
-        with self._inference():
-            tokens = self.model.encode_visual_prompts(
-                enc.features,
-                torch.from_numpy(pos[None]).to(self.device),
-                torch.from_numpy(neg[None]).to(self.device),
-            )
-            out = self.model.decode(
-                enc.features,
-                visual_prompts=tokens,
-                prev_mask=prev,
-                tasks=("spatial",),
-                return_aux=False,
-                image_memory=self._image_memory(),
-            )
-        assert out.pred_smasks is not None and out.spatial_logits is not None
-        assert out.pred_stexts is not None
-        chosen = self._choose_candidates(objects, out.spatial_logits[0], out.pred_stexts[0])
-        logits = out.pred_smasks[0, chosen]  # (P, h, w)
-        captions = out.pred_stexts[0, chosen]  # (P, D)
+        smasks, spatial_logits, stexts = self._decode_spatial(pos, neg, prev)
+        chosen = self._choose_candidates(objects, spatial_logits, stexts)
+        logits = smasks[chosen]  # (P, h, w)
+        captions = stexts[chosen]  # (P, D)
         masks = self._to_image(logits)
+        if self.connected:
+            marks, _ = rasterize_objects(objects, frame.image_hw, box_mode="center")
+            triples = zip(masks, marks, objects, strict=True)
+            masks = np.stack([_touching(m, k, o) for m, k, o in triples])
         names, name_scores = self._name(captions, vocabulary)
         results = []
         for p, obj in enumerate(objects):
@@ -445,6 +445,82 @@ class SeemPredictor:
             self._remember(result, logits[p])
             results.append(result)
         return results
+
+    def _decode_spatial(
+        self, pos: np.ndarray, neg: np.ndarray, prev: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Decode ``(P, H_pad, W_pad)`` prompt masks (and memory ``(1, P, h, w)``).
+
+        Returns the spatial queries' ``(P*Q, h, w)`` mask logits, ``(P*Q, P)`` selection
+        logits (-inf off the prompt's own queries) and ``(P*Q, D)`` caption embeddings. A
+        model with a ``prompt_window`` decodes each prompt inside its window (see
+        :mod:`napari_seem.model.prompt_window`); others decode all prompts at once.
+        """
+        enc = self.encoded
+        size = getattr(self.model, "prompt_window", None)
+        windows: list[Window | None] = [None] * len(pos)
+        if size:
+            h4, w4 = enc.features.mask_features.shape[-2:]
+            for p in range(len(pos)):
+                touched = pos[p] | neg[p]
+                if prev is not None:
+                    grown = (prev[0, p] > 0).repeat_interleave(4, 0).repeat_interleave(4, 1)
+                    touched = touched | grown.cpu().numpy()[: touched.shape[0], : touched.shape[1]]
+                windows[p] = prompt_window(touched, enc.features.padded_hw, size)
+        if all(w is None for w in windows):
+            with self._inference():
+                out = self._decode_prompts(enc.features, pos, neg, prev, self._image_memory())
+            return out
+        q = self.model.decoder.config.queries_per_prompt
+        h4, w4 = enc.features.mask_features.shape[-2:]
+        dtype = enc.features.mask_features.dtype
+        smasks = torch.full((len(pos) * q, h4, w4), OUTSIDE_LOGIT, device=self.device, dtype=dtype)
+        slogits = torch.full((len(pos) * q, len(pos)), float("-inf"), device=self.device)
+        stexts: list[torch.Tensor] = []
+        for p, window in enumerate(windows):
+            rows = slice(p * q, (p + 1) * q)
+            one = slice(p, p + 1)
+            if window is None:
+                feats, cells, px = enc.features, (slice(None), slice(None)), (slice(None),) * 2
+            else:
+                feats = crop_features(enc.features, window)
+                cells = window.cells(4)
+                px = window.cells(1)
+            memory = None if prev is None else prev[:, one][..., cells[0], cells[1]]
+            with self._inference():
+                m, lg, tx = self._decode_prompts(
+                    feats, pos[one][:, px[0], px[1]], neg[one][:, px[0], px[1]], memory, None
+                )
+            smasks[rows][:, cells[0], cells[1]] = m.to(dtype)
+            slogits[rows, p] = lg[:, 0].float()
+            stexts.append(tx)
+        return smasks, slogits, torch.cat(stexts)
+
+    def _decode_prompts(
+        self,
+        features: ImageFeatures,
+        pos: np.ndarray,
+        neg: np.ndarray,
+        prev: torch.Tensor | None,
+        image_memory: ImageMemory | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One decoder pass over all prompts in ``features``' frame (:meth:`_decode_spatial`)."""
+        tokens = self.model.encode_visual_prompts(
+            features,
+            torch.from_numpy(np.ascontiguousarray(pos)[None]).to(self.device),
+            torch.from_numpy(np.ascontiguousarray(neg)[None]).to(self.device),
+        )
+        out = self.model.decode(
+            features,
+            visual_prompts=tokens,
+            prev_mask=prev,
+            tasks=("spatial",),
+            return_aux=False,
+            image_memory=image_memory,
+        )
+        assert out.pred_smasks is not None and out.spatial_logits is not None
+        assert out.pred_stexts is not None
+        return out.pred_smasks[0], out.spatial_logits[0], out.pred_stexts[0]
 
     def _choose_candidates(
         self, objects: list[ObjectPrompt], spatial_logits: torch.Tensor, captions: torch.Tensor
@@ -599,11 +675,12 @@ class SeemPredictor:
         self,
         vocabulary: Sequence[str],
         *,
-        mode: EverythingMode = "panoptic",
+        mode: EverythingMode = "auto",
         object_mask_threshold: float = 0.4,
         overlap_threshold: float = 0.8,
         top_k: int = 100,
         min_area: int = 1,
+        points: PointsSettings | None = None,
     ) -> SegmentationResult:
         """Generic segmentation of the whole image with the user's vocabulary.
 
@@ -611,15 +688,25 @@ class SeemPredictor:
             vocabulary: class names (open vocabulary; "background" is appended).
             mode: ``"panoptic"`` (non-overlapping instances; every class counts as a
                 "thing" so each object is separate), ``"instance"`` (top-k detections,
-                may overlap) or ``"semantic"`` (one object per class present).
+                may overlap), ``"semantic"`` (one object per class present), ``"points"``
+                (prompt a grid of points and keep the confident, distinct answers, see
+                :mod:`napari_seem.everything_points`) or ``"auto"``: ``"points"`` for
+                models that decode in prompt windows (seem-lite), else ``"panoptic"``.
             object_mask_threshold: panoptic: keep queries whose class probability exceeds
                 this (official eval 0.8, demo 0.4).
             overlap_threshold: panoptic: drop a segment that keeps less than this fraction
                 of its own mask after overlaps are resolved.
             top_k: instance: number of detections.
             min_area: drop objects smaller than this many level-0 pixels.
+            points: settings of the ``"points"`` mode.
         """
         names = _clean_names(vocabulary)
+        if mode == "auto":
+            mode = "points" if getattr(self.model, "prompt_window", None) else "panoptic"
+        if mode == "points":
+            found = segment_by_points(self, names, points or PointsSettings())
+            kept = tuple(o for o in found if o.area >= min_area)
+            return SegmentationResult(self.encoded.image_shape, kept)
         emb = self.class_embeddings(names)
         enc = self.encoded
         with self._inference():
@@ -698,7 +785,9 @@ class SeemPredictor:
                             )
                         )
         else:
-            raise ValueError(f"mode must be 'panoptic', 'instance' or 'semantic'; got {mode!r}")
+            raise ValueError(
+                f"mode must be 'panoptic', 'instance', 'semantic', 'points' or 'auto'; got {mode!r}"
+            )
         return SegmentationResult(enc.image_shape, tuple(objects))
 
 
@@ -726,6 +815,23 @@ def _clean_names(vocabulary: Sequence[str]) -> list[str]:
     if len(set(names)) != len(names):
         raise PromptError(f"the vocabulary repeats a class name: {names}")
     return names
+
+
+def _touching(mask: np.ndarray, marks: np.ndarray, obj: ObjectPrompt) -> np.ndarray:
+    """The connected parts of ``mask`` (level 0, ``(H, W)`` bool) that touch the positive
+    ``marks``; the mask unchanged when none does, or when the object has a box (the box
+    bounds the answer instead)."""
+    from scipy import ndimage
+
+    if any(isinstance(p, Box) for p in obj.visual) or not (mask & marks).any():
+        return mask
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    window = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    parts, _ = ndimage.label(mask[window])
+    keep = np.unique(parts[marks[window] & mask[window]])
+    out = np.zeros_like(mask)
+    out[window] = np.isin(parts, keep[keep > 0])
+    return out
 
 
 def _bound_by_boxes(mask: np.ndarray, obj: ObjectPrompt) -> np.ndarray:

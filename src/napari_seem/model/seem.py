@@ -100,6 +100,8 @@ class SeemModel(nn.Module):
         name: variant name, for messages and cache signatures.
         size_divisibility: the padded input is a multiple of this (Focal: 32).
         fixed_size: pad to exactly this square size instead (SAM ViT: its image size).
+        prompt_window: decode each visual prompt inside a window of this many model pixels
+            around it (the crop size the model was trained on; None: the whole image).
     """
 
     dilation_kernel: torch.Tensor
@@ -118,6 +120,7 @@ class SeemModel(nn.Module):
         pixel_std: Sequence[float],
         size_divisibility: int = 32,
         fixed_size: int | None = None,
+        prompt_window: int | None = None,
     ) -> None:
         super().__init__()
         self.name = name
@@ -136,6 +139,7 @@ class SeemModel(nn.Module):
         )
         self.size_divisibility = size_divisibility
         self.fixed_size = fixed_size
+        self.prompt_window = prompt_window
 
     @property
     def decoder(self) -> SeemDecoder:

@@ -34,21 +34,22 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
 }
 
 SEEM_LITE_CONFIG = TrainConfig(
-    steps=700,
+    steps=2000,
     batch_size=2,
     crop=256,
     crops_per_image=8,
-    lr=4e-4,
+    lr=6e-4,
     weight_decay=0.05,
     warmup=50,
-    max_prompts=4,
+    max_prompts=8,
     multi_round_prob=0.5,
+    w_feature=1.0,
     synonyms=SYNONYMS,
     seed=20261124,
-    num_threads=1,
+    num_threads=2,
     checkpoint_every=50,
 )
-SHORT_SIDE = 512  # seem-lite's predictor default: every image is trained at that scale
+SHORT_SIDE = 1024  # seem-lite's predictor default: every image is trained at that scale
 
 
 def seem_lite_data(seed: int = 20261124, *, synthetic: int = 16) -> list[LabelledImage]:
