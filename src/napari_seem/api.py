@@ -27,11 +27,18 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
+from napari_seem.everything_modes import (
+    DEFAULT_EVERYTHING_MODE,
+    EVERYTHING_MODES,
+    EverythingMode,
+    everything_mode_error,
+    resolve_everything_mode,
+)
 from napari_seem.io import ImageSource, ImageSourceError, open_image
 from napari_seem.prompts import (
     Box,
@@ -75,7 +82,6 @@ VARIANT_ENV = "NAPARI_SEEM_VARIANT"
 #: resolution and the masks scaled back to level 0).
 WHOLE_PLANE_SIDE = 1024
 
-EverythingMode = Literal["panoptic", "instance", "semantic"]
 #: ``progress(done, total)``: work units (tiles) finished so far.
 ProgressCallback = Callable[[int, int], None]
 
@@ -274,7 +280,7 @@ class Backend:
         handle: ImageHandle,
         vocabulary: Sequence[str],
         *,
-        mode: EverythingMode = "panoptic",
+        mode: EverythingMode = "auto",
         object_mask_threshold: float = 0.4,
         overlap_threshold: float = 0.8,
         min_area: int = 1,
@@ -285,8 +291,9 @@ class Backend:
         ``"segment"`` job (tiles decoded in the model process, objects crossing tile
         seams merged into one, see :mod:`napari_seem.engine.job_kinds`).
 
-        ``progress(done, total)`` counts tiles; ``cancel`` stops the job before its next
-        tile.
+        ``mode``: as in :func:`segment_everything` (``"auto"`` runs ``"points"`` for
+        models that decode prompts in windows, else ``"panoptic"``). ``progress(done,
+        total)`` counts tiles; ``cancel`` stops the job before its next tile.
 
         Raises:
             Cancelled: ``cancel`` was set.
@@ -295,17 +302,24 @@ class Backend:
         """
         params: dict[str, Any] = {
             "vocabulary": list(vocabulary),
-            "mode": mode,
             "object_mask_threshold": float(object_mask_threshold),
             "overlap_threshold": float(overlap_threshold),
             "min_area": int(min_area),
         }
+        # "auto" is the job's default: left out, a server older than the modes runs its own
+        # default (panoptic) instead of refusing the parameter
+        if mode != DEFAULT_EVERYTHING_MODE:
+            params["mode"] = mode
         if self.engine is not None:
             crop = self._engine_job(handle, params, progress, cancel)
         else:
             crop = self._client_job(handle, params, progress, cancel)
+        # rows carry the concrete mode the job ran; the fallback (rows without a source:
+        # older servers, which run panoptic for "auto") names it as well as it can
+        model = None if self.engine is None else self.engine.predictor
+        source = resolve_everything_mode(mode, model)
         return SegmentationResult(
-            handle.image_shape, tuple(crop.to_objects(source=mode)), plane=handle.plane
+            handle.image_shape, tuple(crop.to_objects(source=source)), plane=handle.plane
         )
 
     def _engine_job(
@@ -908,7 +922,7 @@ def segment_everything(
     image: Any,
     *,
     vocabulary: Sequence[str] | str,
-    mode: EverythingMode = "panoptic",
+    mode: EverythingMode = "auto",
     model: Any = None,
     plane: Sequence[int] = (),
     bands: Sequence[int] | None = None,
@@ -923,9 +937,12 @@ def segment_everything(
     Args:
         image: as in :func:`segment`.
         vocabulary: class names (open vocabulary), a list or a comma-separated string.
-        mode: ``"panoptic"`` (non-overlapping instances), ``"instance"`` (detections; where
-            they overlap the higher score wins) or
-            ``"semantic"`` (one object per class and tile, merged across tile seams).
+        mode: ``"auto"`` (the default: ``"points"`` for models that decode prompts in
+            windows, such as the embedded seem-lite, else ``"panoptic"``), ``"panoptic"``
+            (non-overlapping instances), ``"instance"`` (detections; where they overlap
+            the higher score wins), ``"semantic"`` (one object per class and tile, merged
+            across tile seams) or ``"points"`` (prompt a grid of points and keep the
+            confident, distinct answers, see :mod:`napari_seem.everything_points`).
         object_mask_threshold, overlap_threshold, min_area: see
             :meth:`napari_seem.predictor.SeemPredictor.segment_everything`.
         progress: called as ``progress(done_tiles, total_tiles)``.
@@ -944,8 +961,8 @@ def segment_everything(
         Cancelled: ``cancel`` was set.
     """
     names = _vocabulary(vocabulary)
-    if mode not in ("panoptic", "instance", "semantic"):
-        raise PromptError(f"mode must be 'panoptic', 'instance' or 'semantic'; got {mode!r}")
+    if not isinstance(mode, str) or mode not in EVERYTHING_MODES:
+        raise PromptError(everything_mode_error(mode))
     backend = get_backend(model)
     handle = backend.open(image, bands=bands, plane=plane)
     try:

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from napari_seem.model.prompt_window import Window, crop_features
+from napari_seem.model.prompt_window import Window, crop_features, nearest_window, tile_windows
 from napari_seem.results import ObjectMask
 
 if TYPE_CHECKING:
@@ -62,26 +62,6 @@ class _Candidate:
     caption: torch.Tensor  # (D,)
 
 
-def _windows(padded_hw: tuple[int, int], size: int) -> list[Window]:
-    h, w = padded_hw
-    step = size // 2
-
-    def starts(n: int) -> list[int]:
-        if n <= size:
-            return [0]
-        out = list(range(0, n - size + 1, step))
-        if out[-1] != n - size:
-            out.append(n - size)
-        return out
-
-    return [Window(r, c, min(r + size, h), min(c + size, w)) for r in starts(h) for c in starts(w)]
-
-
-def _nearest_window(windows: list[Window], row: float, col: float) -> int:
-    centres = np.array([((w.top + w.bottom) / 2, (w.left + w.right) / 2) for w in windows])
-    return int(np.argmin(np.abs(centres - [row, col]).max(1)))
-
-
 def segment_by_points(
     predictor: SeemPredictor,
     names: list[str],
@@ -93,13 +73,13 @@ def segment_by_points(
     padded = enc.features.padded_hw
     size = int(getattr(predictor.model, "prompt_window", None) or max(padded))
     size = min(size, max(padded))
-    windows = _windows(padded, size)
+    windows = tile_windows(padded, size)
     rh, rw = frame.resized_hw
     s = settings.spacing
     grid = [(r, c) for r in range(s // 2, rh, s) for c in range(s // 2, rw, s)]
     by_window: dict[int, list[tuple[int, int]]] = {}
     for r, c in grid:
-        by_window.setdefault(_nearest_window(windows, r, c), []).append((r, c))
+        by_window.setdefault(nearest_window(windows, r, c), []).append((r, c))
 
     taken = np.zeros((padded[0] // 4, padded[1] // 4), np.int32)  # stride-4 object ids
     accepted: list[_Candidate] = []

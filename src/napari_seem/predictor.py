@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from napari_seem.everything_points import PointsSettings, segment_by_points
+from napari_seem.ground_windows import ground_in_windows
 from napari_seem.model.build import build_seem, get_config
 from napari_seem.model.decoder import ImageMemory
 from napari_seem.model.decoder_outputs import class_logits
@@ -260,6 +261,14 @@ class SeemPredictor:
         self._encoded = self.encode(image)
         self._remembered.clear()
         return self._encoded
+
+    def reset_caches(self) -> None:
+        """Forget everything computed with the current weights (the image encoding, text
+        embeddings, remembered mask logits): call after loading new weights."""
+        self._encoded = None
+        self._vocabularies.clear()
+        self._sentences.clear()
+        self._remembered.clear()
 
     def set_encoded(self, encoded: EncodedImage) -> None:
         """Make an earlier encoding current (the engine's feature cache uses this)."""
@@ -572,6 +581,7 @@ class SeemPredictor:
         *,
         score_threshold: float = 0.05,
         max_instances: int | None = None,
+        windowed: bool | None = None,
     ) -> SegmentationResult:
         """Every instance of each referring phrase, ranked, with scores.
 
@@ -579,11 +589,20 @@ class SeemPredictor:
         best one always comes first and further queries follow when their share of the
         phrase's softmax over queries is at least ``score_threshold`` and their mask does not
         duplicate a better one (see :func:`napari_seem.model.postprocess.rank_grounding_queries`).
+
+        ``windowed`` (None: on for models with a ``prompt_window``, i.e. seem-lite) grounds
+        in windows of the trained crop size instead and returns the connected parts of the
+        answer (see :mod:`napari_seem.ground_windows`).
         """
         texts = [t.strip() for t in texts]
         if not texts or any(not t for t in texts):
             raise PromptError("grounding needs at least one non-empty phrase")
         enc = self.encoded
+        if windowed is None:
+            windowed = getattr(self.model, "prompt_window", None) is not None
+        if windowed:
+            found = ground_in_windows(self, texts, max_instances=max_instances)
+            return SegmentationResult(enc.image_shape, tuple(found))
         with self._inference():
             tokens, padding = self.model.text_encoder.grounding_tokens(texts, self.tokenizer)
             out = self.model.decode(

@@ -28,8 +28,17 @@ __all__ = ["SOURCES", "ObjectMask", "ResultPrompt", "SegmentationResult"]
 BoolMask = npt.NDArray[np.bool_]
 ResultPrompt = ObjectPrompt | TextPrompt | ReferringExample
 
-# Conventional values of ObjectMask.source, one per SEEM task (not enforced).
-SOURCES = ("interactive", "grounding", "referring", "panoptic", "instance")
+# Conventional values of ObjectMask.source, one per SEEM task or "segment everything" mode
+# (not enforced).
+SOURCES = (
+    "interactive",
+    "grounding",
+    "referring",
+    "panoptic",
+    "instance",
+    "semantic",
+    "points",
+)
 # Version of the SegmentationResult dict format; bump on an incompatible change.
 FORMAT_VERSION = 1
 

@@ -75,6 +75,15 @@ def test_everything_on_a_region_commits_a_class_table(seem: Any, qtbot: Any, sho
     image = viewer.add_image(scene.image, name="nuclei", colormap="gray")
     widget.image.value = image
     widget.vocabulary.value = "nucleus, cell"
+    # "auto": panoptic on the tiny model (no prompt window)
+    assert widget.everything_mode.value == "auto"
+    assert list(widget.everything_mode.choices) == [
+        "auto",
+        "panoptic",
+        "instance",
+        "semantic",
+        "points",
+    ]
     # random weights: about 1/3 probability per class (2 terms + background); keep them
     widget.min_score.value = 0.0
     widget.scope.value = "whole image"

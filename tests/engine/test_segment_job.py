@@ -180,6 +180,47 @@ def test_a_box_gives_a_crop_at_its_offset(client: SeemClient, session: str) -> N
     assert (crop.labels > 0).sum() == (SEAM[2] - SEAM[0]) * (SEAM[3] - SEAM[1])
 
 
+@pytest.mark.parametrize(
+    ("mode", "ran"),
+    [("points", "points"), ("auto", "panoptic"), (None, "panoptic"), ("semantic", "semantic")],
+)
+def test_modes_run_and_name_the_concrete_mode(
+    client: SeemClient, session: str, engine: Engine, mode: str | None, ran: str
+) -> None:
+    """``"auto"`` (also the default) runs what the model does best: ``"panoptic"`` for a
+    model without a prompt window (the tiny one); rows name the mode that ran."""
+    calls = engine.predictor.everything_calls  # type: ignore[attr-defined]
+    before = len(calls)
+    params: dict[str, Any] = {"vocabulary": ["blob"], "box": [10, 150, 130, 260]}
+    if mode is not None:
+        params["mode"] = mode
+    status, crop = _segment(client, session, **params)
+    assert status.total == 4
+    assert {c["mode"] for c in calls[before:]} == {ran}
+    assert crop.classes and {r["source"] for r in crop.classes} == {ran}
+
+
+def test_auto_runs_points_for_a_model_with_a_prompt_window(
+    client: SeemClient, session: str, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine.predictor.model, "prompt_window", 64)
+    calls = engine.predictor.everything_calls  # type: ignore[attr-defined]
+    before = len(calls)
+    _, crop = _segment(client, session, vocabulary=["blob"], box=[10, 150, 130, 260])
+    assert {c["mode"] for c in calls[before:]} == {"points"}
+    assert {r["source"] for r in crop.classes} == {"points"}
+
+
+def test_a_bad_mode_names_the_valid_modes(client: SeemClient, session: str) -> None:
+    error = _remote(
+        client.start_job(session, kind="segment", params={"vocabulary": ["a"], "mode": "all"})
+    )
+    assert (error.status, error.type) == (400, "InvalidRequestError")
+    assert error.message == (
+        "mode must be one of 'auto', 'panoptic', 'instance', 'semantic', 'points'; got 'all'"
+    )
+
+
 def test_text_finds_every_instance_with_the_phrase(client: SeemClient, session: str) -> None:
     _, crop = _segment(client, session, text="bright thing")
     labels = {next(iter(_ids(crop.labels, box))) for box in (CROSS, SEAM, SMALL)}

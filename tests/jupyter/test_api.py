@@ -172,8 +172,19 @@ def test_bad_images_models_and_vocabularies(image: np.ndarray, tmp_path: Path) -
         napari_seem.segment(image, points=[(1, 1)], model=42)
     with pytest.raises(PromptError, match="repeats"):
         napari_seem.segment_everything(image, vocabulary=["a", "a"])
-    with pytest.raises(PromptError, match="mode must be"):
+    with pytest.raises(PromptError, match="mode must be") as info:
         napari_seem.segment_everything(image, vocabulary=["a"], mode="all")  # type: ignore[arg-type]
+    assert "'auto', 'panoptic', 'instance', 'semantic', 'points'; got 'all'" in str(info.value)
+
+
+def test_segment_everything_modes_points_and_auto(image: np.ndarray) -> None:
+    """``"points"`` prompts a grid of points; ``"auto"`` (the default) is ``"panoptic"`` on
+    a model without a prompt window (the tiny one)."""
+    points = napari_seem.segment_everything(image, vocabulary="nucleus", mode="points")
+    assert points.image_shape == image.shape
+    assert {o.source for o in points} <= {"points"}
+    auto = napari_seem.segment_everything(image, vocabulary="nucleus", object_mask_threshold=0.0)
+    assert len(auto) and {o.source for o in auto} == {"panoptic"}
 
 
 def test_clear_model_cache_rebuilds() -> None:

@@ -242,6 +242,8 @@ def test_referring_example_from_another_widget(widget: SeemWidget) -> None:
 def test_app_controls_drive_the_canvas() -> None:
     image = synthetic_nuclei(SHAPE, n_objects=12, seed=1).image
     app = SeemApp(image, vocabulary=["nucleus"])
+    assert app.mode.value == app.canvas.everything_mode == "auto"
+    assert list(app.mode.options) == ["auto", "panoptic", "instance", "semantic", "points"]
     app.vocabulary.value = "nucleus, cell"
     assert app.canvas.vocabulary == ["nucleus", "cell"]
     app.mode.value = "instance"

@@ -7,9 +7,16 @@ import pytest
 import torch
 
 from napari_seem._visual import Points
-from napari_seem.everything_points import PointsSettings, _windows
+from napari_seem.everything_points import PointsSettings
 from napari_seem.model.build import build_seem
-from napari_seem.model.prompt_window import OUTSIDE_LOGIT, Window, crop_features, prompt_window
+from napari_seem.model.prompt_window import (
+    OUTSIDE_LOGIT,
+    Window,
+    crop_features,
+    owner_cells,
+    prompt_window,
+    tile_windows,
+)
 from napari_seem.model.seem import ImageFeatures
 from napari_seem.predictor import SeemPredictor, _touching
 from napari_seem.prompts import ObjectPrompt
@@ -51,7 +58,8 @@ def test_crop_features_cuts_every_level_at_whole_cells() -> None:
 @pytest.fixture(scope="module")
 def lite_random() -> SeemPredictor:
     torch.manual_seed(0)
-    return SeemPredictor(build_seem("seem-lite", shipped_weights=False, seed=0))
+    # a small frame keeps the test fast: a few 256-px windows
+    return SeemPredictor(build_seem("seem-lite", shipped_weights=False, seed=0), short_side=512)
 
 
 def test_windowed_click_is_background_outside_its_window(lite_random: SeemPredictor) -> None:
@@ -102,13 +110,18 @@ def test_touching_keeps_the_clicked_part_only() -> None:
 
 
 def test_points_windows_cover_the_frame_with_half_overlap() -> None:
-    wins = _windows((512, 640), 256)
+    wins = tile_windows((512, 640), 256)
     cover = np.zeros((512, 640), int)
     for w in wins:
         assert (w.bottom - w.top, w.right - w.left) == (256, 256)
         cover[w.top : w.bottom, w.left : w.right] += 1
     assert cover.min() >= 1
     assert {w.top for w in wins} == {0, 128, 256}
+    owner = owner_cells(wins, (128, 160))
+    # every cell belongs to a window that contains it, away from that window's inner edges
+    for (r, c), k in np.ndenumerate(owner):
+        w = wins[k]
+        assert w.top <= r * 4 < w.bottom and w.left <= c * 4 < w.right
 
 
 def test_points_mode_returns_disjoint_objects_each_containing_its_seed(
@@ -130,3 +143,27 @@ def test_points_mode_returns_disjoint_objects_each_containing_its_seed(
     # "auto" picks the points mode for a windowed model
     auto = pred.segment_everything(["nucleus"], points=strict)
     assert auto.objects == ()
+
+
+def test_windowed_grounding_returns_disjoint_connected_parts(lite_random: SeemPredictor) -> None:
+    from scipy import ndimage
+
+    pred = lite_random
+    rng = np.random.default_rng(2)
+    pred.set_image(rng.integers(0, 255, (420, 500, 3), dtype=np.uint8))
+    result = pred.ground(["water", "forest"])
+    assert pred.ground(["water"], windowed=False).objects  # the global path still answers
+    seen = np.zeros((420, 500), bool)
+    areas: dict[str, list[int]] = {"water": [], "forest": []}
+    for obj in result.objects:
+        full = obj.full((420, 500))
+        assert ndimage.label(full)[1] == 1  # one connected part
+        assert obj.class_name in areas and obj.source == "grounding"
+        areas[obj.class_name].append(int(full.sum()))
+        if obj.class_name == "water":
+            assert not (full & seen).any()
+            seen |= full
+    for sizes in areas.values():
+        assert sizes == sorted(sizes, reverse=True)
+    capped = pred.ground(["water"], max_instances=1)
+    assert len(capped.objects) <= 1

@@ -11,6 +11,7 @@ import ipywidgets as w
 
 from napari_seem._jupyter.widget import SeemWidget
 from napari_seem.api import default_variant
+from napari_seem.everything_modes import EVERYTHING_MODES
 from napari_seem.variants import VARIANT_SUMMARIES
 
 __all__ = ["SeemApp"]
@@ -57,9 +58,13 @@ class SeemApp(w.VBox):
             layout=w.Layout(flex="1 1 240px"),
         )
         self.mode = w.Dropdown(
-            options=["panoptic", "instance", "semantic"],
-            value="panoptic",
+            options=list(EVERYTHING_MODES),
+            value=self.canvas.everything_mode,
             description="Everything",
+            tooltip=(
+                "auto: points for models that decode prompts in windows (seem-lite), else "
+                "panoptic; points: prompt a grid of points"
+            ),
             style=style,
             layout=w.Layout(width="200px"),
         )

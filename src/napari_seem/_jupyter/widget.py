@@ -46,10 +46,14 @@ from napari_seem._jupyter.state import (
 from napari_seem.api import (
     Backend,
     Cancelled,
-    EverythingMode,
     ImageHandle,
     get_backend,
     overview_rgb,
+)
+from napari_seem.everything_modes import (
+    DEFAULT_EVERYTHING_MODE,
+    EVERYTHING_MODES,
+    EverythingMode,
 )
 from napari_seem.io import ImageSource, ImageSourceError, open_image
 from napari_seem.prompts import (
@@ -127,7 +131,7 @@ class SeemWidget(anywidget.AnyWidget):
 
     # --- settings (Python only; SeemApp binds controls to them) ---
     vocabulary = t.List(t.Unicode(), default_value=["object"])
-    everything_mode = t.Enum(("panoptic", "instance", "semantic"), default_value="panoptic")
+    everything_mode = t.Enum(EVERYTHING_MODES, default_value=DEFAULT_EVERYTHING_MODE)
     grounding_threshold = t.Float(0.05)
     object_mask_threshold = t.Float(0.4)
     overlap_threshold = t.Float(0.8)

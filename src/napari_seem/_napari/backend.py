@@ -29,6 +29,7 @@ import numpy as np
 
 from napari_seem.engine.client import RemoteError, SeemClient
 from napari_seem.engine.labels import LabelsCrop
+from napari_seem.everything_modes import DEFAULT_EVERYTHING_MODE
 from napari_seem.prompts import MaskPrompt, ObjectPrompt, Points, TextPrompt
 from napari_seem.results import ObjectMask
 
@@ -429,13 +430,16 @@ class Backend:
         object_mask_threshold: float = 0.4,
         step: int = 64,
         min_area: int = 16,
+        mode: str = DEFAULT_EVERYTHING_MODE,
     ) -> list[ObjectMask]:
         """Segment every object in ``box`` (default the whole plane).
 
-        Runs the engine's ``"segment"`` job: panoptic decoding with ``vocabulary`` on
+        Runs the engine's ``"segment"`` job: ``mode`` decoding (``"auto"``: ``"points"``
+        for models that decode prompts in windows, such as seem-lite, else
+        ``"panoptic"``; see ``SeemPredictor.segment_everything``) with ``vocabulary`` on
         every tile, objects crossing tile seams merged into one, each named by its class
-        (``object_mask_threshold``: least class probability of a kept object; ``min_area``:
-        smaller objects are dropped). Progress counts tiles.
+        (``object_mask_threshold``: panoptic: least class probability of a kept object;
+        ``min_area``: smaller objects are dropped). Progress counts tiles.
 
         Without a vocabulary (SEEM's panoptic head needs class names), or on an older
         server without the ``"segment"`` job, it prompts a grid of clicks every ``step``
@@ -450,11 +454,15 @@ class Backend:
         r0, c0, r1, c1 = box or (0, 0, h, w)
         session = self.session(image, plane)
         if vocabulary:
-            params = {
+            params: dict[str, Any] = {
                 "vocabulary": list(vocabulary),
                 "object_mask_threshold": float(object_mask_threshold),
                 "min_area": int(min_area),
             }
+            # "auto" is the job's default: left out, a server older than the modes runs its
+            # own default (panoptic) instead of refusing the parameter
+            if mode != DEFAULT_EVERYTHING_MODE:
+                params["mode"] = mode
             job = self._segment_job(session, params, (r0, c0, r1, c1), progress, cancel)
             if job is not None:
                 return job
@@ -603,11 +611,14 @@ def _new_part(
         score=obj.score,
         class_name=obj.class_name,
         class_score=obj.class_score,
-        source="panoptic",
+        source="points",  # a grid of clicks, like the "points" mode of segment everything
     )
 
 
 def labels_crop_objects(crop: LabelsCrop) -> list[ObjectMask]:
     """The objects of a job's ``LabelsCrop`` (``labels`` ``(h, w)`` uint32 at ``offset``,
-    ``classes`` rows with ``id``, ``class_name``, ``score``), one per id, level-0."""
+    ``classes`` rows with ``id``, ``class_name``, ``score``), one per id, level-0.
+
+    Each object's ``source`` is its row's (the concrete mode the job ran: ``"panoptic"``,
+    ``"points"``, ...); ``"panoptic"`` only for rows without one (older servers)."""
     return crop.to_objects(source="panoptic")

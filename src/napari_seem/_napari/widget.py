@@ -39,6 +39,7 @@ from napari_seem._napari.commits import CommitLog
 from napari_seem._napari.finetune_panel import FineTunePanel
 from napari_seem._napari.qt_bridge import MainThread
 from napari_seem.engine.client import RemoteError, ServerUnavailableError
+from napari_seem.everything_modes import DEFAULT_EVERYTHING_MODE, EVERYTHING_MODES
 from napari_seem.prompts import ObjectPrompt, PromptError, TextPrompt
 from napari_seem.results import ObjectMask
 from napari_seem.variants import DEFAULT_VARIANT, VARIANT_SUMMARIES
@@ -133,12 +134,20 @@ class SeemWidget(Container):
         self.vocabulary = LineEdit(label="Vocabulary")
         self.vocabulary.native.setPlaceholderText("comma-separated classes, e.g. nucleus, cell")
         self.scope = ComboBox(label="Region", choices=["current view", "whole image"])
+        self.everything_mode = ComboBox(
+            label="Mode", choices=list(EVERYTHING_MODES), value=DEFAULT_EVERYTHING_MODE
+        )
+        self.everything_mode.tooltip = (
+            "auto: points for models that decode prompts in windows (seem-lite), else "
+            "panoptic; panoptic: separate objects; instance: detections (may overlap); "
+            "semantic: one object per class; points: prompt a grid of points"
+        )
         self.min_score = FloatSpinBox(
             label="Min. class score", value=0.4, min=0.0, max=1.0, step=0.05
         )
         self.min_score.tooltip = (
-            "Segment everything keeps objects whose class probability exceeds this "
-            "(lower finds more; 0.8 is strict)"
+            "Segment everything (panoptic) keeps objects whose class probability exceeds "
+            "this (lower finds more; 0.8 is strict)"
         )
         self.everything_button = PushButton(text="Segment everything")
         self.direction = ComboBox(label="Direction", choices=["forward", "backward"])
@@ -176,7 +185,9 @@ class SeemWidget(Container):
                 group("example", self.example_image, self.example_prompts),
                 self.find_button,
                 header("Segment everything"),
-                group("everything", self.vocabulary, self.scope, self.min_score),
+                group(
+                    "everything", self.vocabulary, self.scope, self.everything_mode, self.min_score
+                ),
                 row(self.everything_button, self.cancel_button),
                 header("Stacks (z / t)"),
                 row(self.direction, self.propagate_button),
@@ -800,6 +811,7 @@ class SeemWidget(Container):
             box = L.visible_box(self.viewer, image)
         plane, ref = self._plane(image), self._ref(image)
         threshold = float(self.min_score.value)
+        mode = str(self.everything_mode.value)
         cancel = self._start_long("SEEM: segment everything")
 
         def work(backend: Backend) -> list[ObjectMask]:
@@ -811,6 +823,7 @@ class SeemWidget(Container):
                 progress=self._report,
                 cancel=cancel,
                 object_mask_threshold=threshold,
+                mode=mode,
             )
 
         def done(objects: list[ObjectMask]) -> None:

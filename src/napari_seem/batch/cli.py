@@ -6,6 +6,7 @@ Examples::
     napari-seem segment scene.tif --out roofs.zarr --text "building roof" --bands 3,2,1
     napari-seem segment slide.ome.zarr --labels-name nuclei --vocabulary nucleus --level 1
     napari-seem segment stack.zarr --out cells.zarr --vocabulary cell --propagate z
+    napari-seem segment slide.ome.zarr --out nuclei.zarr --vocabulary nucleus --mode points
     napari-seem segment big.zarr --out big_labels.zarr --prompts clicks.csv \
         --scheduler local --workers 4
     napari-seem segment big.zarr --out big_labels.zarr --vocabulary nucleus \
@@ -26,6 +27,7 @@ __all__ = ["add_parser", "run_segment"]
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``segment`` subcommand to ``napari-seem``'s subparsers."""
+    from napari_seem.everything_modes import DEFAULT_EVERYTHING_MODE, EVERYTHING_MODES
     from napari_seem.variants import DEFAULT_VARIANT
 
     p = subparsers.add_parser(
@@ -59,9 +61,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     what.add_argument(
         "--mode",
-        default="panoptic",
-        choices=("panoptic", "instance", "semantic"),
-        help="with --vocabulary (default panoptic)",
+        default=DEFAULT_EVERYTHING_MODE,
+        choices=EVERYTHING_MODES,
+        help="with --vocabulary: auto (default: points for models that decode prompts in "
+        "windows, such as seem-lite, else panoptic), panoptic, instance, semantic, or points "
+        "(prompt a grid of points)",
     )
     how = p.add_argument_group("tiling and image")
     how.add_argument("--tile", type=int, default=1024, help="model tile size (default 1024)")

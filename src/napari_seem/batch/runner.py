@@ -58,6 +58,7 @@ from napari_seem.batch.store import (
     write_tile,
 )
 from napari_seem.batch.tasks import ModelSpec, TaskSpec, propagate_tile, segment_tile
+from napari_seem.everything_modes import EverythingMode
 from napari_seem.prompts import ObjectPrompt
 from napari_seem.tiling import Tile, TileGrid
 
@@ -538,7 +539,7 @@ def segment_image(
     vocabulary: Sequence[str] | str | None = None,
     text: str | None = None,
     prompts: Sequence[ObjectPrompt] | str | Path | None = None,
-    mode: Literal["panoptic", "instance", "semantic"] = "panoptic",
+    mode: EverythingMode = "auto",
     tile: int = 1024,
     halo: int = 64,
     level: int = 0,
@@ -576,7 +577,10 @@ def segment_image(
         text: a referring phrase: every instance of it.
         prompts: object prompts (level-0), or a CSV / GeoJSON file of points and boxes
             (:mod:`napari_seem.batch.prompts_file`); object ``i`` (1-based) gets id ``i``.
-        mode: ``"panoptic"``, ``"instance"`` or ``"semantic"`` (with ``vocabulary``).
+        mode: with ``vocabulary``: ``"auto"`` (the default: ``"points"`` for models that
+            decode prompts in windows, such as seem-lite, else ``"panoptic"``),
+            ``"panoptic"``, ``"instance"``, ``"semantic"`` or ``"points"`` (prompt a grid of
+            points; see ``SeemPredictor.segment_everything``).
         tile: outer tile size = model input in pixels; the core is ``tile - 2 * halo``
             and is also the output chunk size.
         halo: context pixels on each side of a core; seams are matched in the halos.
@@ -1019,7 +1023,7 @@ def segment_region(
     vocabulary: Sequence[str] | str | None = None,
     text: str | None = None,
     prompts: Sequence[ObjectPrompt] | None = None,
-    mode: Literal["panoptic", "instance", "semantic"] = "panoptic",
+    mode: EverythingMode = "auto",
     tile: int = 512,
     halo: int = 64,
     plane: tuple[int, ...] = (),

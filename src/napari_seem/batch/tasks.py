@@ -24,6 +24,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from napari_seem.everything_modes import (
+    DEFAULT_EVERYTHING_MODE,
+    EVERYTHING_MODES,
+    EverythingMode,
+    everything_mode_error,
+)
 from napari_seem.prompts import ObjectPrompt
 from napari_seem.variants import DEFAULT_VARIANT
 
@@ -35,7 +41,7 @@ __all__ = ["ModelSpec", "TaskKind", "TaskSpec", "TileAnswer", "propagate_tile", 
 # Guards torch's global RNG while a model is built (see ModelSpec.build).
 _BUILD_LOCK = threading.Lock()
 TaskKind = Literal["everything", "text", "prompts"]
-Mode = Literal["panoptic", "instance", "semantic"]
+Mode = EverythingMode
 
 
 @dataclass(frozen=True)
@@ -98,7 +104,9 @@ class TaskSpec:
     Attributes:
         kind: ``"everything"`` (vocabulary), ``"text"`` (a referring phrase) or ``"prompts"``.
         vocabulary: class names for ``"everything"``.
-        mode: ``"panoptic"``, ``"instance"`` or ``"semantic"`` for ``"everything"``.
+        mode: for ``"everything"``: ``"auto"`` (``"points"`` for models with a prompt
+            window, else ``"panoptic"``), ``"panoptic"``, ``"instance"``, ``"semantic"`` or
+            ``"points"`` (see ``SeemPredictor.segment_everything``).
         text: the phrase for ``"text"``.
         prompts: level-0 object prompts for ``"prompts"``; object ``i`` gets key ``i + 1``.
         object_mask_threshold: panoptic class-probability threshold.
@@ -110,7 +118,7 @@ class TaskSpec:
 
     kind: TaskKind
     vocabulary: tuple[str, ...] = ()
-    mode: Mode = "panoptic"
+    mode: Mode = DEFAULT_EVERYTHING_MODE
     text: str | None = None
     prompts: tuple[ObjectPrompt, ...] = field(default=(), compare=False)
     object_mask_threshold: float = 0.4
@@ -125,8 +133,8 @@ class TaskSpec:
             raise ValueError("text search needs a non-empty phrase")
         if self.kind == "prompts" and not self.prompts:
             raise ValueError("a prompts run needs at least one object prompt")
-        if self.mode not in ("panoptic", "instance", "semantic"):
-            raise ValueError(f"mode must be panoptic, instance or semantic; got {self.mode!r}")
+        if self.mode not in EVERYTHING_MODES:
+            raise ValueError(everything_mode_error(self.mode))
 
     def identity(self) -> dict[str, Any]:
         """What the output depends on (for the run signature)."""

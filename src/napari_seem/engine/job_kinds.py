@@ -15,7 +15,10 @@ between tiles). Parameters:
 
 - ``vocabulary``: class names (a list, or one comma-separated string), or
 - ``text``: a phrase (every instance of it); exactly one of the two;
-- ``mode``: ``"panoptic"`` (default), ``"instance"`` or ``"semantic"`` (vocabulary only);
+- ``mode`` (vocabulary only): ``"auto"`` (default: ``"points"`` for models that decode
+  prompts in windows, such as seem-lite, else ``"panoptic"``), ``"panoptic"``,
+  ``"instance"``, ``"semantic"`` or ``"points"`` (prompt a grid of points; see
+  ``SeemPredictor.segment_everything``); the job runs and records the concrete mode;
 - ``box``: level-0 ``(row0, col0, row1, col1)``, max exclusive; default the whole image;
   every tile whose core meets it is segmented, the answer covers exactly the box;
 - ``out``: optional zarr path to write the labels to (over HTTP it must lie inside the
@@ -37,7 +40,8 @@ present in the crop: ``id`` (the run's global id, not necessarily consecutive),
 ``class_name``, ``score`` (= ``class_score``), ``area`` and ``bbox``
 (``[row_min, col_min, row_max, col_max]`` level-0 image pixels, max exclusive) of the
 object's part inside the box, ``pieces`` (tiles it spans) and ``source``
-(``"panoptic"``, ``"instance"``, ``"semantic"`` or ``"grounding"``). The labels are
+(the concrete mode: ``"panoptic"``, ``"instance"``, ``"semantic"`` or ``"points"``;
+``"grounding"`` for a phrase). The labels are
 built in a temporary zarr store that is deleted afterwards; a box over
 ``engine.max_result_pixels`` level-0 pixels is refused (pass ``out``, or run
 ``napari-seem segment``). With ``out``: an empty (0 x 0) ``LabelsCrop`` at the box's
@@ -61,6 +65,12 @@ import numpy.typing as npt
 from napari_seem.engine.errors import InvalidRequestError
 from napari_seem.engine.jobs import JobCancelled, JobRecord
 from napari_seem.engine.labels import LabelsCrop
+from napari_seem.everything_modes import (
+    DEFAULT_EVERYTHING_MODE,
+    EVERYTHING_MODES,
+    everything_mode_error,
+    resolve_everything_mode,
+)
 from napari_seem.tiling import Tile
 
 if TYPE_CHECKING:
@@ -75,7 +85,8 @@ __all__ = [
     "run_segment",
 ]
 
-SEGMENT_MODES = ("panoptic", "instance", "semantic")
+SEGMENT_MODES = EVERYTHING_MODES
+"""Valid ``mode`` values of a ``segment`` job (the default, ``"auto"``, first)."""
 DEFAULT_MAX_RESULT_PIXELS = 8192 * 8192
 """Largest level-0 box a ``segment`` job returns as a labels crop (larger: pass ``out``)."""
 
@@ -145,9 +156,9 @@ def check_segment(engine: Engine, session: Session, params: dict[str, Any]) -> J
             "and text (a phrase: every instance of it); got "
             + ("both" if text is not None else "neither")
         )
-    mode = params.get("mode", "panoptic")
-    if mode not in SEGMENT_MODES:
-        raise InvalidRequestError(f"mode must be one of {list(SEGMENT_MODES)}; got {mode!r}")
+    mode = params.get("mode", DEFAULT_EVERYTHING_MODE)
+    if not isinstance(mode, str) or mode not in SEGMENT_MODES:
+        raise InvalidRequestError(everything_mode_error(mode))
     shape = session.frame.image_shape
     box = params.get("box")
     level0 = check_box((0, 0, *shape) if box is None else box, shape)
@@ -289,6 +300,7 @@ def run_segment(
         return engine.encoded(session, tile)  # the runner holds engine.model_lock
 
     predictor: Any = engine.predictor
+    mode = resolve_everything_mode(mode, predictor)  # "auto" -> what the model runs
     if overlap_threshold != _OVERLAP_DEFAULT:
         predictor = _WithOverlap(predictor, overlap_threshold)
     plane = session.plane

@@ -181,14 +181,5 @@ def snapshot_weights(model: torch.nn.Module, folder: Path, checkpoint: str) -> P
 
 def forget_model_outputs(predictor: Any) -> None:
     """Drop what a :class:`~napari_seem.predictor.SeemPredictor` computed with the old
-    weights: the current image's encoding, text embeddings and remembered mask logits.
-
-    The predictor has no public reset, so its (documented) caches are cleared by name;
-    attributes it does not have are skipped.
-    """
-    for name in ("_vocabularies", "_sentences", "_remembered"):
-        cache = getattr(predictor, name, None)
-        if isinstance(cache, dict):  # OrderedDict included
-            cache.clear()
-    if hasattr(predictor, "_encoded"):
-        predictor._encoded = None
+    weights (its image encoding, text embeddings and remembered mask logits)."""
+    predictor.reset_caches()

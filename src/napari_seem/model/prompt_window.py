@@ -21,7 +21,14 @@ import torch
 
 from napari_seem.model.seem import ImageFeatures
 
-__all__ = ["OUTSIDE_LOGIT", "Window", "crop_features", "prompt_window"]
+__all__ = [
+    "OUTSIDE_LOGIT",
+    "Window",
+    "crop_features",
+    "nearest_window",
+    "prompt_window",
+    "tile_windows",
+]
 
 #: Mask logit given to every cell outside a prompt's window.
 OUTSIDE_LOGIT = -20.0
@@ -98,3 +105,43 @@ def crop_features(features: ImageFeatures, window: Window) -> ImageFeatures:
         (cut(ms[0], strides[0]), cut(ms[1], strides[1]), cut(ms[2], strides[2])),
         (window.bottom - window.top, window.right - window.left),
     )
+
+
+def tile_windows(padded_hw: tuple[int, int], size: int) -> list[Window]:
+    """Windows of side ``size`` (clipped to the frame) at a stride of ``size / 2`` that cover
+    the padded frame; the last row / column of windows ends at the frame's edge."""
+    h, w = padded_hw
+
+    def starts(n: int) -> list[int]:
+        if n <= size:
+            return [0]
+        out = list(range(0, n - size + 1, size // 2))
+        if out[-1] != n - size:
+            out.append(n - size)
+        return out
+
+    return [Window(r, c, min(r + size, h), min(c + size, w)) for r in starts(h) for c in starts(w)]
+
+
+def nearest_window(windows: list[Window], row: float, col: float) -> int:
+    """Index of the window whose centre is nearest (Chebyshev) to model pixel ``(row, col)``:
+    the window in which that pixel has the most context."""
+    centres = np.array([((w.top + w.bottom) / 2, (w.left + w.right) / 2) for w in windows])
+    return int(np.argmin(np.abs(centres - [row, col]).max(1)))
+
+
+def owner_cells(windows: list[Window], cells_hw: tuple[int, int], stride: int = 4) -> np.ndarray:
+    """``(h, w)`` int: for every cell of a stride-``stride`` map, its :func:`nearest_window`."""
+    h, w = cells_hw
+    rows = (np.arange(h) + 0.5) * stride
+    cols = (np.arange(w) + 0.5) * stride
+    best = np.full((h, w), np.inf)
+    owner = np.zeros((h, w), np.int64)
+    for k, win in enumerate(windows):
+        dr = np.abs(rows - (win.top + win.bottom) / 2)[:, None]
+        dc = np.abs(cols - (win.left + win.right) / 2)[None, :]
+        dist = np.maximum(dr, dc)
+        closer = dist < best
+        best[closer] = dist[closer]
+        owner[closer] = k
+    return owner

@@ -92,6 +92,8 @@ class TrainConfig:
         prompt_kinds: simulated visual prompt kinds.
         synonyms: extra phrases per class name for grounding (the name itself is always used).
         loss weights: ``w_class``, ``w_mask``, ``w_dice`` (SEEM: 2, 5, 5), ``no_object_weight``.
+        grounding_absent: probability that the grounding phrase names a class absent from
+            the crop (target: an empty mask), so an answer can be "nothing here".
         w_feature: weight of the auxiliary pixel-embedding loss (0: off; not in SEEM): the
             cosine similarity of ``mask_features`` to the feature at a point inside an
             object must segment that object. It teaches the pixel decoder instance-aware
@@ -127,6 +129,7 @@ class TrainConfig:
     w_dice: float = 5.0
     no_object_weight: float = 0.1
     w_feature: float = 0.0
+    grounding_absent: float = 0.0
     trainable: tuple[str, ...] | None = None
     seed: int = 0
     device: str = "auto"
@@ -453,13 +456,21 @@ class Trainer:
         return loss
 
     def _grounding_loss(
-        self, pred: DecoderPrediction, target: torch.Tensor, sentence: torch.Tensor
+        self,
+        pred: DecoderPrediction,
+        target: torch.Tensor,
+        sentence: torch.Tensor,
+        absent: bool = False,
     ) -> torch.Tensor:
         assert pred.pred_gmasks is not None and pred.pred_gtexts is not None
         masks = pred.pred_gmasks[0].flatten(1)  # (Q, N)
         scale = self.model.text_encoder.logit_scale.exp().clamp(max=100.0)
         captions = pred.pred_gtexts[0]
         sim = scale * F.normalize(captions, dim=-1) @ sentence  # (Q,)
+        if absent:
+            # the phrase names nothing in the crop: the query it picks must answer empty
+            best = int(sim.detach().argmax())
+            return self._mask_losses(masks[best : best + 1], target[None])[0]
         with torch.no_grad():
             cost = self._mask_losses(masks, target[None].expand_as(masks))
             cost = cost - self.config.w_class * sim.softmax(0)
@@ -526,9 +537,13 @@ class Trainer:
             tasks.append("object")
         ground_target = None
         sentence = None
+        absent = False
         if "grounding" in cfg.tasks:
             present = sorted(set(classes.tolist()))
             k = present[int(rng.integers(len(present)))]
+            others = [c for c in range(len(self.vocabulary)) if c not in present]
+            if others and rng.random() < cfg.grounding_absent:
+                k, absent = others[int(rng.integers(len(others)))], True
             phrases = self._phrases_of(self.vocabulary[k])
             phrase = phrases[int(rng.integers(len(phrases)))]
             tokens, padding, sentence = self.text.phrase(phrase)
@@ -563,7 +578,7 @@ class Trainer:
             if "object" in tasks:
                 total = total + self._object_loss(pred, soft, classes)
             if ground_target is not None and sentence is not None:
-                total = total + self._grounding_loss(pred, ground_target, sentence)
+                total = total + self._grounding_loss(pred, ground_target, sentence, absent)
             if chosen_targets is not None:
                 total = total + self._spatial_loss(
                     pred, chosen_targets, out.spatial_logits if final else None

@@ -44,6 +44,7 @@ SEEM_LITE_CONFIG = TrainConfig(
     max_prompts=8,
     multi_round_prob=0.5,
     w_feature=1.0,
+    grounding_absent=0.25,
     synonyms=SYNONYMS,
     seed=20261124,
     num_threads=2,
