@@ -43,17 +43,28 @@ def test_demo_writes_labels_and_overlay(tmp_path: Path, capsys: pytest.CaptureFi
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--clicks", "3", "--device", "cpu"]) == 0
     captured = capsys.readouterr()
-    assert "RANDOM weights" in captured.err
+    # the default is the shipped seem-lite: trained weights, masks that match the nuclei
+    assert "RANDOM weights" not in captured.err and "with seem-lite" in captured.out
+    iou = float(captured.out.split("mean IoU vs truth")[1].split()[0])
+    assert iou >= 0.6, captured.out
     labels = zarr.open_array(str(out / "labels.zarr"), mode="r")
     assert labels.dtype == np.uint32 and labels.shape == (384, 512)
     table = labels.attrs["napari_seem"]["classes"]
     assert [row["id"] for row in table] == [1, 2, 3]
-    assert labels.attrs["napari_seem"]["weights"] == "random"
+    assert labels.attrs["napari_seem"]["weights"] == "shipped"
     overlay = iio.imread(out / "overlay.png")
     assert overlay.shape == (384, 512, 3)
     # a second run refuses to overwrite without --overwrite, and says so
     assert main(["demo", "--out", str(out), "--clicks", "1"]) == 2
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_demo_with_a_random_configuration_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "tiny"
+    assert main(["demo", "--out", str(out), "--clicks", "1", "--variant", "seem-tiny-focal"]) == 0
+    assert "RANDOM weights" in capsys.readouterr().err
 
 
 def test_demo_official_variant_without_weights_is_explained(

@@ -57,9 +57,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 RANDOM_WEIGHTS_NOTE = (
-    "NOTE: the embedded trained model (seem-lite) has not shipped yet. This run uses "
-    "{variant!r} with RANDOM weights, so the masks exercise the whole pipeline but say "
-    "nothing about segmentation quality. For real masks: --variant seem-focalt-v1 "
+    "NOTE: this run uses {variant!r} with RANDOM weights, so the masks exercise the whole "
+    "pipeline but say nothing about segmentation quality. For real masks use the default "
+    "--variant seem-lite (trained, shipped in the package), or --variant seem-focalt-v1 "
     "--checkpoint PATH (or `napari-seem models download seem-focalt-v1`)."
 )
 

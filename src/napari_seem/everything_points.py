@@ -47,8 +47,9 @@ class PointsSettings:
 
     spacing: int = 24
     min_area: int = 6
-    score_threshold: float = 0.75
-    stability_threshold: float = 0.8
+    # chosen on BBBC007 training images (never on the held-out ones): F1 0.90 there
+    score_threshold: float = 0.65
+    stability_threshold: float = 0.6
     overlap_threshold: float = 0.5
     max_prompts: int = 64
 
