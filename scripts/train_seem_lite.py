@@ -3,7 +3,9 @@
 
     .venv/bin/python scripts/train_seem_lite.py [--out out/seem-lite-train] [--ship]
 
-Resumes from OUT/last.pt when present. ``--ship`` exports to
+Two stages (see napari_seem.train.recipe): 2000 steps from scratch, then 500 "polish"
+steps with negative clicks on touching neighbours. Each resumes from its last.pt
+(OUT/last.pt, OUT/polish/last.pt) when present. ``--ship`` exports to
 src/napari_seem/model/data/seem_lite.safetensors (otherwise OUT/seem_lite.safetensors).
 Same as ``napari-seem train --recipe seem-lite``.
 """
@@ -19,7 +21,8 @@ SHIPPED = Path(__file__).resolve().parents[1] / "src/napari_seem/model/data/seem
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="out/seem-lite-train")
-    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=None, help="stage-1 steps")
+    parser.add_argument("--polish-steps", type=int, default=None, help="stage-2 steps")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--ship", action="store_true", help="export into the package")
     parser.add_argument("--no-progress", action="store_true")
@@ -31,6 +34,7 @@ def main() -> None:
         args.out,
         export_to=SHIPPED if args.ship else None,
         steps=args.steps,
+        polish_steps=args.polish_steps,
         device=args.device,
         progress=not args.no_progress,
     )

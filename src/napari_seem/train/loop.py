@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -94,6 +95,8 @@ class TrainConfig:
         loss weights: ``w_class``, ``w_mask``, ``w_dice`` (SEEM: 2, 5, 5), ``no_object_weight``.
         grounding_absent: probability that the grounding phrase names a class absent from
             the crop (target: an empty mask), so an answer can be "nothing here".
+        neighbour_negative: probability that a spatial prompt also gets a negative click
+            on a touching or nearby object (teaches "not that one").
         w_feature: weight of the auxiliary pixel-embedding loss (0: off; not in SEEM): the
             cosine similarity of ``mask_features`` to the feature at a point inside an
             object must segment that object. It teaches the pixel decoder instance-aware
@@ -130,6 +133,7 @@ class TrainConfig:
     no_object_weight: float = 0.1
     w_feature: float = 0.0
     grounding_absent: float = 0.0
+    neighbour_negative: float = 0.0
     trainable: tuple[str, ...] | None = None
     seed: int = 0
     device: str = "auto"
@@ -519,7 +523,29 @@ class Trainer:
                 j = int(rng.integers(len(outside[0])))
                 stamp_click(neg[p], int(outside[0][j]), int(outside[1][j]))
                 neg[p] &= ~target
+            if self.config.neighbour_negative and rng.random() < self.config.neighbour_negative:
+                self._neighbour_click(seg, target, neg[p], rng)
         return pos, neg
+
+    @staticmethod
+    def _neighbour_click(
+        seg: np.ndarray, target: np.ndarray, neg: np.ndarray, rng: np.random.Generator
+    ) -> None:
+        """A negative click (in place in ``neg``) at the deepest point of a random object
+        within 6 px of ``target``: the correction a user makes when two touching objects
+        come back as one."""
+        from scipy import ndimage
+
+        ring = ndimage.binary_dilation(target, iterations=6) & ~target
+        near = np.unique(seg[ring])
+        near = near[near > 0]
+        if not len(near):
+            return
+        other = seg == near[int(rng.integers(len(near)))]
+        depth = ndimage.distance_transform_edt(np.pad(other, 1))[1:-1, 1:-1]
+        row, col = np.unravel_index(int(np.argmax(depth)), depth.shape)
+        stamp_click(neg, int(row), int(col))
+        neg &= ~target
 
     def _loss_one(
         self, features: ImageFeatures, crop: CachedCrop, rng: np.random.Generator
@@ -718,6 +744,7 @@ class Trainer:
                     print(
                         f"step {self.step}/{total} loss {sum(recent) / len(recent):.3f} "
                         f"({time.perf_counter() - start:.0f} s)",
+                        file=sys.stderr,
                         flush=True,
                     )
                 every = self.config.checkpoint_every
@@ -816,7 +843,11 @@ class Trainer:
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        state = self.trained_state()
+        # every part the variant's weight file holds, also those this run kept frozen (a
+        # decoder-only fine-tune must still load as a complete seem-lite file)
+        full = self.model.state_dict()
+        keys = dict.fromkeys([*default_trainable(self.model), *self.trainable_keys])
+        state = {k: full[k].detach().cpu().clone() for k in keys}
         if half:
             state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
         meta = {

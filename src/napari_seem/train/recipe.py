@@ -18,7 +18,7 @@ import numpy as np
 from napari_seem.train.data import LabelledImage, labelled_image
 from napari_seem.train.loop import TrainConfig
 
-__all__ = ["SEEM_LITE_CONFIG", "SYNONYMS", "seem_lite_data"]
+__all__ = ["SEEM_LITE_CONFIG", "SEEM_LITE_POLISH", "SYNONYMS", "seem_lite_data"]
 
 #: Extra grounding phrases per class (the class name itself is always used too).
 SYNONYMS: dict[str, tuple[str, ...]] = {
@@ -49,6 +49,17 @@ SEEM_LITE_CONFIG = TrainConfig(
     seed=20261124,
     num_threads=2,
     checkpoint_every=50,
+)
+#: Stage 2 ("polish"), from the stage-1 weights with a fresh optimizer: more multi-round
+#: prompts and negative clicks on touching neighbours, so that a correction separates two
+#: nuclei that came back as one (stage 1 alone learned to ignore negative clicks).
+SEEM_LITE_POLISH = replace(
+    SEEM_LITE_CONFIG,
+    steps=500,
+    lr=2e-4,
+    warmup=10,
+    multi_round_prob=0.7,
+    neighbour_negative=0.5,
 )
 SHORT_SIDE = 1024  # seem-lite's predictor default: every image is trained at that scale
 
@@ -148,11 +159,14 @@ def run_seem_lite_recipe(
     *,
     export_to: str | Path | None = None,
     steps: int | None = None,
+    polish_steps: int | None = None,
     device: str = "auto",
     progress: bool = True,
 ) -> Path:
-    """Train seem-lite from scratch with the recipe (resuming ``out_dir/last.pt`` if there)
-    and export the trained parts (float16 safetensors). Returns the exported path."""
+    """Train seem-lite from scratch with the recipe, stage 1 (:data:`SEEM_LITE_CONFIG`,
+    checkpoints in ``out_dir/last.pt``) then stage 2 (:data:`SEEM_LITE_POLISH`, in
+    ``out_dir/polish/last.pt``), resuming either when its checkpoint is there, and export
+    the trained parts (float16 safetensors). Returns the exported path."""
     import json
     import time
 
@@ -180,15 +194,28 @@ def run_seem_lite_recipe(
         flush=True,
     )
     trainer.train()
+    stage1 = time.perf_counter()
+    polish = replace(SEEM_LITE_POLISH, device=device)
+    if polish_steps is not None:
+        polish = replace(polish, steps=polish_steps)
+    second = Trainer(model, data, polish, out_dir=out / "polish", progress=progress)
+    if (out / "polish" / "last.pt").exists():
+        second.load_checkpoint(out / "polish" / "last.pt")
+        print(f"stage 2 resumed at step {second.step}", flush=True)
+    second.crops = trainer.crops
+    second.train()
     target = Path(export_to) if export_to is not None else out / "seem_lite.safetensors"
-    trainer.export(target, half=True)
+    second.export(target, half=True)
     info = {
         "steps": trainer.step,
+        "polish_steps": second.step,
         "crops": len(trainer.crops),
         "images": len(data),
         "cache_seconds": round(cached - start, 1),
-        "train_seconds_this_run": round(time.perf_counter() - cached, 1),
+        "train_seconds_this_run": round(stage1 - cached, 1),
+        "polish_seconds_this_run": round(time.perf_counter() - stage1, 1),
         "final_loss_mean20": float(np.mean(trainer.history[-20:])),
+        "polish_final_loss_mean20": float(np.mean(second.history[-20:] or [float("nan")])),
         "seed": config.seed,
     }
     (out / "train_info.json").write_text(json.dumps(info, indent=2))
