@@ -12,7 +12,7 @@ import numpy.typing as npt
 from napari_seem.model.build import build_seem
 from napari_seem.model.seem import SeemModel
 from napari_seem.train.data import ClassNames, LabelledImage, from_arrays
-from napari_seem.train.loop import TrainConfig, Trainer
+from napari_seem.train.loop import TrainConfig, Trainer, fine_tune_trainable
 
 __all__ = ["fine_tune", "load_finetuned"]
 
@@ -44,7 +44,8 @@ def fine_tune(
         resume_dir: keep resumable ``last.pt`` checkpoints here (and resume from one).
         progress: show a progress bar.
         callback: ``callback(step, loss)`` after each step; return True to stop.
-        **config: :class:`TrainConfig` fields, e.g. ``steps=200``, ``tasks=("spatial",)``
+        **config: :class:`TrainConfig` fields, e.g. ``steps=200``, ``tasks=("spatial",)``;
+            ``trainable`` defaults to the SEEM decoder (:func:`fine_tune_trainable`)
             (when only some objects are labelled, train the interactive task only).
 
     Returns:
@@ -63,6 +64,8 @@ def fine_tune(
     if base != "seem-lite" and checkpoint is None:
         raise ValueError(f"fine-tuning {base} needs its weights: pass checkpoint=PATH")
     model = build_seem(base, checkpoint=checkpoint, device=cfg.device, seed=cfg.seed)
+    if cfg.trainable is None:
+        cfg = replace(cfg, trainable=fine_tune_trainable(model))
     trainer = Trainer(model, data, cfg, out_dir=resume_dir, progress=progress)
     if resume_dir is not None and (Path(resume_dir) / "last.pt").exists():
         trainer.load_checkpoint(Path(resume_dir) / "last.pt")
