@@ -137,7 +137,9 @@ class SeemPredictor:
             use (see :func:`napari_seem.model.tokenizer.load_clip_tokenizer`).
         short_side: resize the shorter image side to this before encoding; ``"auto"`` uses
             the variant's default (512 for Focal; SAM resizes the long side to its input
-            size), None encodes at native resolution (tiles of large images).
+            size), None encodes at native resolution (tiles of large images), times the
+            model's ``native_scale`` when it has one (seem-lite: 2.25, the scale its
+            training images were seen at).
         mask_resize: ``"official"`` resamples mask logits to the image with the official
             bilinear + antialiased bicubic chain; ``"bilinear"`` uses one bilinear resample
             (faster, differs in well under 1% of boundary pixels).
@@ -222,6 +224,9 @@ class SeemPredictor:
         short = self.short_side
         if short == "auto":
             short = get_config(model.name).short_side if _known(model.name) else None
+        elif short is None and (native := getattr(model, "native_scale", None)):
+            # "native" for a model trained on upsampled images (seem-lite): its pixel scale
+            short = max(1, round(min(image_hw) * float(native)))
         return make_frame(image_hw, short_side=short, size_divisibility=model.size_divisibility)
 
     @property

@@ -32,6 +32,7 @@ from napari_seem.engine.labels import LabelsCrop
 from napari_seem.everything_modes import DEFAULT_EVERYTHING_MODE
 from napari_seem.prompts import MaskPrompt, ObjectPrompt, Points, TextPrompt
 from napari_seem.results import ObjectMask
+from napari_seem.variants import DEFAULT_VARIANT
 
 __all__ = [
     "Backend",
@@ -57,7 +58,8 @@ class ModelChoice:
     """Which model process to use.
 
     Attributes:
-        variant: model variant name for a local process (``napari-seem models`` lists them).
+        variant: model variant name for a local process (``napari-seem models`` lists them;
+            default: the shipped ``seem-lite``).
         checkpoint: weights file for an official variant (``None``: the official weights
             from the cache, downloaded on first use).
         url, token: a remote ``napari-seem serve`` instead of a local process.
@@ -67,7 +69,7 @@ class ModelChoice:
             the home folder and the current directory).
     """
 
-    variant: str = "seem-tiny-focal"
+    variant: str = field(default_factory=lambda: DEFAULT_VARIANT)
     checkpoint: str | None = None
     url: str | None = None
     token: str | None = None

@@ -342,6 +342,9 @@ class SeemWidget(Container):
         self.model_status.value = (
             f"model: {info.model} on {info.device} (weights: {info.checkpoint})"
         )
+        if info.model in list(self.model_choice.choices or ()):  # show the running model
+            with self.model_choice.changed.blocked():
+                self.model_choice.value = info.model
 
     def connect(self, *_: Any) -> None:
         """(Re)start the model process with the chosen model."""

@@ -46,6 +46,9 @@ class SeemConfig:
             demo uses 512; tiles of large images are encoded at this size).
         prompt_window: decode visual prompts in a window of this side around them (model
             pixels; seem-lite: its training crop); None decodes against the whole image.
+        native_scale: tiles of large images (encoded "at native resolution") are resized by
+            this factor (seem-lite: 2.25, the mean scale of its training images, e.g. a
+            450-px BBBC007 image at short side 1024).
     """
 
     name: str
@@ -57,6 +60,7 @@ class SeemConfig:
     fixed_size: int | None = None
     short_side: int = 512
     prompt_window: int | None = None
+    native_scale: float | None = None
     pixel_mean: tuple[float, float, float] = PIXEL_MEAN
     pixel_std: tuple[float, float, float] = PIXEL_STD
 
@@ -170,6 +174,7 @@ def _lite() -> SeemConfig:
         # they cover enough stride-4 cells for a sharp boundary
         short_side=1024,
         prompt_window=256,  # the training crop
+        native_scale=2.25,
         pixel_mean=LITE_PIXEL_MEAN,
         pixel_std=LITE_PIXEL_STD,
     )
@@ -285,5 +290,6 @@ def _assemble(config: SeemConfig) -> SeemModel:
         size_divisibility=config.size_divisibility,
         fixed_size=config.fixed_size,
         prompt_window=config.prompt_window,
+        native_scale=config.native_scale,
     )
     return model.eval()

@@ -102,6 +102,8 @@ class SeemModel(nn.Module):
         fixed_size: pad to exactly this square size instead (SAM ViT: its image size).
         prompt_window: decode each visual prompt inside a window of this many model pixels
             around it (the crop size the model was trained on; None: the whole image).
+        native_scale: resize factor for "native resolution" encoding (tiles of large
+            images): the scale the model was trained at relative to typical pixels.
     """
 
     dilation_kernel: torch.Tensor
@@ -121,6 +123,7 @@ class SeemModel(nn.Module):
         size_divisibility: int = 32,
         fixed_size: int | None = None,
         prompt_window: int | None = None,
+        native_scale: float | None = None,
     ) -> None:
         super().__init__()
         self.name = name
@@ -140,6 +143,7 @@ class SeemModel(nn.Module):
         self.size_divisibility = size_divisibility
         self.fixed_size = fixed_size
         self.prompt_window = prompt_window
+        self.native_scale = native_scale
 
     @property
     def decoder(self) -> SeemDecoder:

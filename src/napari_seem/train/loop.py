@@ -339,7 +339,8 @@ class Trainer:
             rgb = torch.from_numpy(as_rgb_uint8(item.image)).permute(2, 0, 1).float()
             labels = torch.from_numpy(item.labels)
             h, w = item.labels.shape
-            base = item.scale or ((short / min(h, w)) if short else 1.0)
+            native = float(getattr(self.model, "native_scale", None) or 1.0)
+            base = item.scale or ((short / min(h, w)) if short else native)
             made = 0
             for _ in range(cfg.crops_per_image * 4):
                 if made == cfg.crops_per_image:
