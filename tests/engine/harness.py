@@ -30,3 +30,14 @@ def served(app: Any, *, start_timeout: float = 30.0) -> Iterator[str]:
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+def wait_for_job(client: Any, job_id: str, timeout: float = 180) -> Any:
+    """Poll a job over HTTP until it is done, failed or cancelled; return its status."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = client.job_status(job_id).result(30)
+        if status.state in ("done", "failed", "cancelled"):
+            return status
+        assert time.monotonic() < deadline, f"job {job_id} did not finish: {status}"
+        time.sleep(0.05)

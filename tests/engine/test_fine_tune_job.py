@@ -22,7 +22,7 @@ from napari_seem.engine import Engine
 from napari_seem.engine.client import RemoteError, SeemClient
 from napari_seem.engine.server import create_app
 from napari_seem.prompts import ObjectPrompt, Points
-from tests.engine.harness import served
+from tests.engine.harness import served, wait_for_job
 
 TOKEN = "fine-tune-job-token"
 SHAPE = (128, 128)
@@ -76,13 +76,7 @@ def base_weights(engine: Engine) -> Iterator[None]:
 
 
 def _wait(client: SeemClient, job_id: str, timeout: float = 120) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        status = client.job_status(job_id).result(30)
-        if status.state in ("done", "failed", "cancelled"):
-            return status
-        assert time.monotonic() < deadline, f"job {job_id} did not finish: {status}"
-        time.sleep(0.05)
+    return wait_for_job(client, job_id, timeout)
 
 
 def _remote(future: Any) -> RemoteError:

@@ -7,7 +7,6 @@ bright rectangles below are the objects) and one on the tiny random SEEM model.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from napari_seem.model.seem import SeemModel
 from napari_seem.predictor import SeemPredictor
 from napari_seem.tiling import TileGrid
 from tests.engine._threshold import ThresholdPredictor
-from tests.engine.harness import served
+from tests.engine.harness import served, wait_for_job
 from tests.test_io import _write_ome_zarr
 
 SHAPE = (200, 300)
@@ -87,13 +86,7 @@ def session(client: SeemClient, data_dir: Path) -> str:
 
 
 def _wait(client: SeemClient, job_id: str, timeout: float = 180) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        status = client.job_status(job_id).result(30)
-        if status.state in ("done", "failed", "cancelled"):
-            return status
-        assert time.monotonic() < deadline, f"job {job_id} did not finish: {status}"
-        time.sleep(0.05)
+    return wait_for_job(client, job_id, timeout)
 
 
 def _segment(client: SeemClient, session: str, **params: Any) -> tuple[Any, LabelsCrop]:
