@@ -474,7 +474,6 @@ class SeemPredictor:
         size = getattr(self.model, "prompt_window", None)
         windows: list[Window | None] = [None] * len(pos)
         if size:
-            h4, w4 = enc.features.mask_features.shape[-2:]
             for p in range(len(pos)):
                 touched = pos[p] | neg[p]
                 if prev is not None:
