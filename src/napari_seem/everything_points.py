@@ -32,7 +32,10 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from napari_seem._visual import Points
 from napari_seem.model.prompt_window import Window, crop_features, nearest_window, tile_windows
+from napari_seem.prompts import ObjectPrompt
+from napari_seem.rasterize import rasterize_objects
 from napari_seem.results import ObjectMask
 
 if TYPE_CHECKING:
@@ -113,11 +116,8 @@ def _decode_window(
     enc = predictor.encoded
     feats = crop_features(enc.features, window)
     h, w = window.bottom - window.top, window.right - window.left
-    pos = np.zeros((len(points), h, w), bool)
-    for p, (r, c) in enumerate(points):
-        rr, cc = r - window.top, c - window.left
-        pos[p, max(rr - 1, 0) : rr + 2, max(cc - 1, 0) : cc + 2] = True
-    neg = np.zeros_like(pos)
+    clicks = [ObjectPrompt((Points.click(r - window.top, c - window.left),)) for r, c in points]
+    pos, neg = rasterize_objects(clicks, (h, w))  # window-local model pixels
     with predictor._inference():
         masks, logits, captions = predictor._decode_prompts(feats, pos, neg, None, None)
     chosen = logits.float().argmax(0)  # (P,)

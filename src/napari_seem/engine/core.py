@@ -86,7 +86,6 @@ from napari_seem.engine.tile_prompts import object_in_window, object_mask_in_win
 from napari_seem.engine.weights import (
     WeightsInfo,
     apply_weights,
-    forget_model_outputs,
     read_weights,
     snapshot_weights,
     weights_id,
@@ -659,7 +658,7 @@ class Engine:
             apply_weights(model, state, self._saved_base)
             if file is None:
                 self._saved_base.clear()
-            forget_model_outputs(self.predictor)
+            self.predictor.reset_caches()
             self.checkpoint_id = new_id
             self._weights_path = file
             self._renew_caches()

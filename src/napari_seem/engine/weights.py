@@ -13,7 +13,7 @@ the first file.
 
 Switching weights changes the image features of seem-lite (its pixel decoder is trained):
 the engine gives every session a new feature cache under the new weights' signature and
-drops the predictor's per-image and text caches (see :func:`forget_model_outputs`).
+drops the predictor's per-image and text caches (``SeemPredictor.reset_caches``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -31,7 +30,6 @@ from napari_seem.engine.errors import InvalidRequestError
 __all__ = [
     "FINETUNED_FORMAT",
     "WeightsInfo",
-    "forget_model_outputs",
     "read_weights",
     "snapshot_weights",
     "weights_id",
@@ -177,9 +175,3 @@ def snapshot_weights(model: torch.nn.Module, folder: Path, checkpoint: str) -> P
     save_file(tensors, str(tmp), metadata={"variant": name, "checkpoint": checkpoint})
     tmp.replace(path)
     return path
-
-
-def forget_model_outputs(predictor: Any) -> None:
-    """Drop what a :class:`~napari_seem.predictor.SeemPredictor` computed with the old
-    weights (its image encoding, text embeddings and remembered mask logits)."""
-    predictor.reset_caches()

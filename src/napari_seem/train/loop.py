@@ -31,7 +31,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ from napari_seem.train.matching import hungarian_match
 from napari_seem.train.prompts_sim import (
     PROMPT_KINDS,
     PromptKind,
+    first_click,
     next_click,
     simulate_prompt,
     stamp_click,
@@ -175,10 +176,13 @@ def default_trainable(model: SeemModel) -> tuple[str, ...]:
     """Trainable state-dict keys' prefixes of the variant (see ``TrainConfig.trainable``)."""
     if isinstance(model.text_encoder, MiniLMTextEncoder):
         return tuple(k for k in model.state_dict() if not k.startswith(LITE_FROZEN_PREFIXES))
+    return _decoder_keys(model.state_dict())
+
+
+def _decoder_keys(keys: Iterable[str]) -> tuple[str, ...]:
+    """The SEEM decoder's keys among ``keys``, without its text encoder."""
     return tuple(
-        k
-        for k in model.state_dict()
-        if k.startswith(_OFFICIAL_DECODER) and not k.startswith(_OFFICIAL_FROZEN)
+        k for k in keys if k.startswith(_OFFICIAL_DECODER) and not k.startswith(_OFFICIAL_FROZEN)
     )
 
 
@@ -189,11 +193,7 @@ def fine_tune_trainable(model: SeemModel) -> tuple[str, ...]:
     re-shape the image features every other prompt relies on (measured on a held-out
     BBBC007 image, 30 labelled objects, 150 steps: decoder-only NoC@85 16.2 -> 12.0 and
     1-click IoU 0.67 -> 0.65; decoder + pixel decoder NoC 16.2 -> 15.3, IoU 0.67 -> 0.50)."""
-    return tuple(
-        k
-        for k in default_trainable(model)
-        if k.startswith(_OFFICIAL_DECODER) and not k.startswith(_OFFICIAL_FROZEN)
-    )
+    return _decoder_keys(default_trainable(model))
 
 
 class _TextCache:
@@ -557,10 +557,8 @@ class Trainer:
         near = near[near > 0]
         if not len(near):
             return
-        other = seg == near[int(rng.integers(len(near)))]
-        depth = ndimage.distance_transform_edt(np.pad(other, 1))[1:-1, 1:-1]
-        row, col = np.unravel_index(int(np.argmax(depth)), depth.shape)
-        stamp_click(neg, int(row), int(col))
+        click = first_click(seg == near[int(rng.integers(len(near)))])  # its deepest point
+        stamp_click(neg, click.row, click.col)
         neg &= ~target
 
     def _loss_one(
