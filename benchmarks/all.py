@@ -220,7 +220,7 @@ def _gpu(plan: Plan, say: Log) -> dict[str, Any]:
 def _quality(plan: Plan, threads: int, checkpoint: str | None, say: Log) -> dict[str, Any]:
     import torch
 
-    from napari_seem.evaluation.cli import WeightsUnavailable, build_predictor
+    from napari_seem.cli.eval import WeightsUnavailable, build_predictor
     from napari_seem.evaluation.data import load_builtin
     from napari_seem.evaluation.runner import evaluate
 

@@ -47,8 +47,8 @@ from benchmarks._report import (
     markdown_table,
     write_report,
 )
-from napari_seem.engine.client import SeemClient
-from napari_seem.prompts import Box, ObjectPrompt, Points
+from napari_seem.core.prompts import Box, ObjectPrompt, Points
+from napari_seem.remote.client import SeemClient
 
 __all__ = ["add_arguments", "main", "render_markdown", "run", "write_outputs"]
 
@@ -136,8 +136,8 @@ def _server(
     import uvicorn
 
     from napari_seem.engine import Engine
-    from napari_seem.engine.server import bind_socket, create_app
     from napari_seem.model.build import build_seem
+    from napari_seem.remote.server import bind_socket, create_app
 
     engine = Engine(build_seem(variant, device="cpu"), tile=tile, halo=halo)
     app = create_app(engine, token=TOKEN, allowed_roots=[root])

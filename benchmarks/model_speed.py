@@ -55,14 +55,14 @@ from benchmarks._report import (
     sample,
     write_json,
 )
+from napari_seem.core.prompts import Box, Points, Scribble, VisualPrompt
+from napari_seem.core.rasterize import rasterize_prompts
 from napari_seem.model.build import build_seem
 from napari_seem.model.decoder import DecoderOutput, ImageMemory, Task
 from napari_seem.model.postprocess import best_grounding_queries, vl_similarity
 from napari_seem.model.seem import ImageFeatures, SeemModel
 from napari_seem.model.tokenizer import ClipTokenizer, load_clip_tokenizer
 from napari_seem.model.transforms import ModelFrame, make_frame, preprocess
-from napari_seem.prompts import Box, Points, Scribble, VisualPrompt
-from napari_seem.rasterize import rasterize_prompts
 
 __all__ = [
     "DEFAULT_SIZES",

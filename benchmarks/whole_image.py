@@ -7,7 +7,7 @@ images as :mod:`benchmarks.batch_throughput`, run two ways:
 - **in process**: an :class:`~napari_seem.engine.Engine` in a fresh process, job started
   with ``Engine.start_job``; peak RSS is that process's;
 - **model process**: a ``napari-seem serve`` child, job started through
-  :class:`~napari_seem.engine.client.SeemClient` (HTTP on 127.0.0.1); peak RSS is the
+  :class:`~napari_seem.remote.client.SeemClient` (HTTP on 127.0.0.1); peak RSS is the
   server's, sampled every 20 ms.
 
 Labels are written to a zarr store (``out=``). Sizes above ``max_megapixels`` are

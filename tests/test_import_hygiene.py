@@ -23,14 +23,15 @@ def test_import_napari_seem_is_light() -> None:
 
 def test_contract_modules_are_light() -> None:
     loaded = _modules_after(
-        "import napari_seem.prompts, napari_seem.results, napari_seem.rasterize, napari_seem.cli"
+        "import napari_seem.core.prompts, napari_seem.core.results, napari_seem.core.rasterize, "
+        "napari_seem.cli"
     )
     assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
 
 
 def test_client_side_is_light() -> None:
     """napari talks to the model process through the client: no torch, no server stack."""
-    loaded = _modules_after("import napari_seem.engine.client, napari_seem.engine.protocol")
+    loaded = _modules_after("import napari_seem.remote.client, napari_seem.remote.protocol")
     assert not loaded & {"torch", "fastapi", "uvicorn", "PyQt6", "napari"}, sorted(loaded)
 
 

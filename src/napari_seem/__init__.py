@@ -7,10 +7,9 @@ that are imported on first use.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-from napari_seem.prompts import (
+from napari_seem.core.prompts import (
     Box,
     MaskPrompt,
     ObjectPrompt,
@@ -22,15 +21,12 @@ from napari_seem.prompts import (
     Scribble,
     TextPrompt,
 )
-from napari_seem.results import ObjectMask, SegmentationResult
+from napari_seem.core.results import ObjectMask, SegmentationResult
+from napari_seem.core.version import __version__
 
 if TYPE_CHECKING:
     from napari_seem.api import fine_tune, segment, segment_everything
 
-try:
-    __version__ = version("napari-seem")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.0.0+unknown"
 
 __all__ = [
     "Box",

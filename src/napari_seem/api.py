@@ -6,13 +6,13 @@
 
 Coordinates are level-0 ``(row, col)`` pixels of the image, origin top-left, pixel centres at
 integers (as everywhere in napari-seem). Images may be numpy, zarr, dask arrays or paths of
-zarr / OME-Zarr / TIFF images (anything :func:`napari_seem.io.open_image` opens); a stack
+zarr / OME-Zarr / TIFF images (anything :func:`napari_seem.core.io.open_image` opens); a stack
 needs ``plane=(z,)``, a multi-band image ``bands=(r, g, b)`` and channels last.
 
 Both functions run on the same engine as napari: an in-process
 :class:`~napari_seem.engine.Engine` by default (built once per variant and kept, see
 :func:`clear_model_cache`), or the model process behind a
-:class:`~napari_seem.engine.client.SeemClient` when one is passed as ``model``.
+:class:`~napari_seem.remote.client.SeemClient` when one is passed as ``model``.
 
 This module imports no torch at import time: the in-process engine is built on first use.
 """
@@ -32,15 +32,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from napari_seem.everything_modes import (
+from napari_seem.core.io import ImageSource, ImageSourceError, open_image
+from napari_seem.core.modes import (
     DEFAULT_EVERYTHING_MODE,
     EVERYTHING_MODES,
     EverythingMode,
     everything_mode_error,
     resolve_everything_mode,
 )
-from napari_seem.io import ImageSource, ImageSourceError, open_image
-from napari_seem.prompts import (
+from napari_seem.core.prompts import (
     Box,
     MaskPrompt,
     ObjectPrompt,
@@ -51,14 +51,14 @@ from napari_seem.prompts import (
     TextPrompt,
     VisualPrompt,
 )
-from napari_seem.results import ObjectMask, SegmentationResult
-from napari_seem.variants import DEFAULT_VARIANT
+from napari_seem.core.results import ObjectMask, SegmentationResult
+from napari_seem.core.variants import DEFAULT_VARIANT
 
 if TYPE_CHECKING:
-    from napari_seem.engine.client import SeemClient
+    from napari_seem.core.labels import LabelsCrop
     from napari_seem.engine.core import Engine
-    from napari_seem.engine.labels import LabelsCrop
-    from napari_seem.predictor import SeemPredictor
+    from napari_seem.predict.predictor import SeemPredictor
+    from napari_seem.remote.client import SeemClient
 
 __all__ = [
     "VARIANT_ENV",
@@ -75,7 +75,7 @@ __all__ = [
 ]
 
 #: Environment variable naming the variant used when ``model`` is not given (tests and CI
-#: set it to ``seem-tiny-focal``); unset, :data:`napari_seem.variants.DEFAULT_VARIANT`.
+#: set it to ``seem-tiny-focal``); unset, :data:`napari_seem.core.variants.DEFAULT_VARIANT`.
 VARIANT_ENV = "NAPARI_SEEM_VARIANT"
 #: Long side (pixels) of the whole-plane view used for text grounding and referring when
 #: the engine has no tiled implementation of them (large images are grounded at overview
@@ -289,7 +289,7 @@ class Backend:
     ) -> SegmentationResult:
         """Generic segmentation of the plane with progress and cancel: the engine's
         ``"segment"`` job (tiles decoded in the model process, objects crossing tile
-        seams merged into one, see :mod:`napari_seem.engine.job_kinds`).
+        seams merged into one, see :mod:`napari_seem.engine.kinds.segment`).
 
         ``mode``: as in :func:`segment_everything` (``"auto"`` runs ``"points"`` for
         models that decode prompts in windows, else ``"panoptic"``). ``progress(done,
@@ -365,7 +365,7 @@ class Backend:
     ) -> LabelsCrop:
         import time
 
-        from napari_seem.engine.client import RemoteError
+        from napari_seem.remote.client import RemoteError
 
         client = self.client
         assert client is not None
@@ -541,9 +541,9 @@ def get_backend(model: Any = None, *, device: str = "auto") -> Backend:
         model: ``None`` (the default variant, see :func:`default_variant`), a variant name
             (``"seem-focalt-v1"``; official variants need their weights downloaded with
             ``napari-seem models download NAME``), a checkpoint path (its variant is
-            recognised from the keys), a :class:`~napari_seem.predictor.SeemPredictor`, an
+            recognised from the keys), a :class:`~napari_seem.predict.predictor.SeemPredictor`, an
             :class:`~napari_seem.engine.Engine`, a
-            :class:`~napari_seem.engine.client.SeemClient`, or a :class:`Backend`.
+            :class:`~napari_seem.remote.client.SeemClient`, or a :class:`Backend`.
             Engines built from ``None``, names and paths are cached (see
             :func:`clear_model_cache`); objects you pass are used as they are.
         device: torch device for engines built here (``"auto"`` picks CUDA / MPS / CPU).
@@ -604,7 +604,7 @@ def _build_backend(name: str, checkpoint: Path | None, device: str) -> Backend:
         )
     weights: Path | None = None
     if name.endswith("-v1"):
-        from napari_seem.weights import cached_path
+        from napari_seem.core.hub import cached_path
 
         weights = cached_path(name)
         if weights is None:
@@ -942,15 +942,15 @@ def segment_everything(
             (non-overlapping instances), ``"instance"`` (detections; where they overlap
             the higher score wins), ``"semantic"`` (one object per class and tile, merged
             across tile seams) or ``"points"`` (prompt a grid of points and keep the
-            confident, distinct answers, see :mod:`napari_seem.everything_points`).
+            confident, distinct answers, see :mod:`napari_seem.predict.everything`).
         object_mask_threshold, overlap_threshold, min_area: see
-            :meth:`napari_seem.predictor.SeemPredictor.segment_everything`.
+            :meth:`napari_seem.predict.predictor.SeemPredictor.segment_everything`.
         progress: called as ``progress(done_tiles, total_tiles)``.
         cancel: set it (from another thread, or from ``progress``) to stop before the
             next tile.
 
     It runs as the engine's ``"segment"`` job, in process or in the model server behind a
-    :class:`~napari_seem.engine.client.SeemClient`: tiles with a halo, seam-aware merging
+    :class:`~napari_seem.remote.client.SeemClient`: tiles with a halo, seam-aware merging
     (an object crossing a tile border is one object), level-0 crops.
 
     Returns:

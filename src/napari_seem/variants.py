@@ -1,41 +1,26 @@
-"""Names of the model variants, for listings that must not import torch.
+"""Deprecated import path: use :mod:`napari_seem.core.variants` (kept for one release).
 
-The builders themselves live in :mod:`napari_seem.model.build`; a test checks that both
-modules name the same variants.
+``napari_seem.variants`` moved to ``napari_seem.core.variants`` in the tier layout of
+``docs/ARCHITECTURE.md``; every name resolves from the new module.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from importlib import resources
+import warnings
+from typing import Any
 
-__all__ = ["DEFAULT_VARIANT", "VARIANT_SUMMARIES", "VariantSummary", "seem_lite_shipped"]
+import napari_seem.core.variants as _target
 
-
-@dataclass(frozen=True)
-class VariantSummary:
-    backbone: str
-    weights: str
-
-
-VARIANT_SUMMARIES: dict[str, VariantSummary] = {
-    "seem-lite": VariantSummary(
-        "EfficientNet-Lite0 + MiniLM", "trained parts in the package once shipped (model card)"
-    ),
-    "seem-focalt-v1": VariantSummary("FocalNet-T", "official"),
-    "seem-focall-v1": VariantSummary("FocalNet-L", "official"),
-    "seem-samvitb-v1": VariantSummary("SAM ViT-B + simple FPN", "official"),
-    "seem-samvitl-v1": VariantSummary("SAM ViT-L + simple FPN", "official"),
-    "seem-tiny-focal": VariantSummary("FocalNet (reduced)", "random, seeded: tests and demos only"),
-}
+warnings.warn(
+    "napari_seem.variants moved to napari_seem.core.variants; import it from there",
+    DeprecationWarning,
+    stacklevel=2,
+)
 
 
-def seem_lite_shipped() -> bool:
-    """Whether this installation carries the trained seem-lite weights."""
-    path = resources.files("napari_seem.model").joinpath("data", "seem_lite.safetensors")
-    return path.is_file()
+def __getattr__(name: str) -> Any:
+    return getattr(_target, name)
 
 
-# The embedded default model: seem-lite once its weights ship; until then the reduced random
-# configuration, and scripts that use it say so.
-DEFAULT_VARIANT = "seem-lite" if seem_lite_shipped() else "seem-tiny-focal"
+def __dir__() -> list[str]:
+    return dir(_target)

@@ -9,8 +9,8 @@ from napari.layers import Image, Labels, Points, Shapes
 from napari_seem._napari import convert
 from napari_seem._napari.commits import CommitLog, next_label_id
 from napari_seem._napari.layers import preview_crop, prompts_from_layers
-from napari_seem.prompts import Box, MaskPrompt, Polygon, Scribble
-from napari_seem.results import ObjectMask
+from napari_seem.core.prompts import Box, MaskPrompt, Polygon, Scribble
+from napari_seem.core.results import ObjectMask
 
 
 def test_frame_of_matches_napari_for_scale_translate_affine() -> None:

@@ -84,7 +84,7 @@ class ThresholdPredictor:
     def segment_everything(self, vocabulary: Any, **kwargs: Any) -> Any:
         from scipy import ndimage
 
-        from napari_seem.results import ObjectMask, SegmentationResult
+        from napari_seem.core.results import ObjectMask, SegmentationResult
 
         assert self.image is not None
         fg = self.image[..., 0] > self.threshold

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_seem.batch.merge import Merger, match_pair, merge_tiles, tile_stats
-from napari_seem.tiling import Tile, TileGrid
+from napari_seem.core.tiling import Tile, TileGrid
 
 
 def _disc(labels: np.ndarray, r: float, c: float, rad: float, value: int) -> None:

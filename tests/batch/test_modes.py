@@ -12,9 +12,9 @@ import pytest
 
 from napari_seem.batch import BatchConfigError, segment_image
 from napari_seem.batch.tasks import TaskSpec
-from napari_seem.cli import build_parser, main
-from napari_seem.everything_modes import EVERYTHING_MODES
-from napari_seem.io import open_image
+from napari_seem.cli.main import build_parser, main
+from napari_seem.core.io import open_image
+from napari_seem.core.modes import EVERYTHING_MODES
 from tests.batch.helpers import ThresholdPredictor, render_window
 
 VALID = "'auto', 'panoptic', 'instance', 'semantic', 'points'"

@@ -222,7 +222,7 @@ def test_segment_region_engine_entry_point(tmp_path: Path) -> None:
     """The engine's job runner: a built predictor, an encode(tile) hook (the feature cache),
     progress(done, total) and a numpy image."""
     from napari_seem.batch import segment_region
-    from napari_seem.io import open_image
+    from napari_seem.core.io import open_image
 
     pixels = render_window(4, 0, 0, 400, 400)
     source = open_image(pixels)
@@ -258,7 +258,7 @@ def test_import_is_light() -> None:
     import sys
 
     code = (
-        "import sys, napari_seem.batch, napari_seem.cli; napari_seem.cli.build_parser(); "
+        "import sys, napari_seem.batch, napari_seem.cli.main; napari_seem.cli.main.build_parser(); "
         "print(sorted(m for m in ('torch', 'dask', 'distributed', 'zarr') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

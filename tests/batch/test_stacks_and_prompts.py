@@ -11,7 +11,7 @@ import zarr
 
 from napari_seem.batch import BatchConfigError, ModelSpec, segment_image
 from napari_seem.batch.prompts_file import read_prompts
-from napari_seem.prompts import Box, Points
+from napari_seem.core.prompts import Box, Points
 from tests.batch.helpers import ThresholdPredictor, render_window
 
 TINY = ModelSpec("seem-tiny-focal", device="cpu", mask_resize="bilinear", threads=1)

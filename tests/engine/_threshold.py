@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 from skimage.measure import label
 
+from napari_seem.core.prompts import ObjectPrompt
+from napari_seem.core.rasterize import rasterize_object
+from napari_seem.core.results import ObjectMask, SegmentationResult
 from napari_seem.model.seem import SeemModel
-from napari_seem.predictor import EncodedImage, SeemPredictor
-from napari_seem.prompts import ObjectPrompt
-from napari_seem.rasterize import rasterize_object
-from napari_seem.results import ObjectMask, SegmentationResult
+from napari_seem.predict.predictor import EncodedImage, SeemPredictor
 
 BIG = 400
 

@@ -11,6 +11,9 @@ import numpy as np
 import pytest
 import zarr
 
+from napari_seem.core.prompts import Box, MaskPrompt, ObjectPrompt, Points, Polygon, Scribble
+from napari_seem.core.results import ObjectMask, SegmentationResult
+from napari_seem.core.tile_prompts import object_in_window, prompt_in_window
 from napari_seem.datasets.synthetic import synthetic_nuclei
 from napari_seem.engine import (
     Engine,
@@ -20,12 +23,9 @@ from napari_seem.engine import (
     UnknownJobError,
     UnknownSessionError,
 )
-from napari_seem.engine.tile_prompts import object_in_window, prompt_in_window
 from napari_seem.model.build import build_seem
 from napari_seem.model.seem import SeemModel
-from napari_seem.predictor import SeemPredictor
-from napari_seem.prompts import Box, MaskPrompt, ObjectPrompt, Points, Polygon, Scribble
-from napari_seem.results import ObjectMask, SegmentationResult
+from napari_seem.predict.predictor import SeemPredictor
 
 SHAPE = (200, 300)
 

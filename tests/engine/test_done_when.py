@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 import zarr
 
+from napari_seem.core.prompts import ObjectPrompt, Points
 from napari_seem.engine import Engine
-from napari_seem.engine.client import RemoteError, SeemClient
-from napari_seem.engine.server import create_app
 from napari_seem.model.build import build_seem
 from napari_seem.model.seem import SeemModel
-from napari_seem.prompts import ObjectPrompt, Points
+from napari_seem.remote.client import RemoteError, SeemClient
+from napari_seem.remote.server import create_app
 from tests.engine._threshold import ThresholdPredictor
-from tests.engine.harness import served
+from tests.remote.harness import served
 
 TOKEN = "done-when-token"
 TILE, HALO = 128, 16  # cores of 96: four cores meet at (96, 96)

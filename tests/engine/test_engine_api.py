@@ -13,25 +13,32 @@ import numpy as np
 import pytest
 from skimage.measure import label
 
+from napari_seem.core.labels import LabelsCrop, decode_labels
+from napari_seem.core.prompts import (
+    Box,
+    MaskPrompt,
+    ObjectPrompt,
+    Points,
+    ReferringExample,
+    Scribble,
+)
+from napari_seem.core.results import ObjectMask, SegmentationResult
+from napari_seem.core.tiling import TileGrid
 from napari_seem.datasets.synthetic import synthetic_nuclei
 from napari_seem.engine import Engine, InvalidRequestError
-from napari_seem.engine.client import RemoteError, SeemClient
 from napari_seem.engine.core import JobPlan, Session
 from napari_seem.engine.errors import ImageTooLargeError, UnknownImageError
 from napari_seem.engine.instances import TilePiece, merge_pieces
 from napari_seem.engine.jobs import JobRecord
-from napari_seem.engine.labels import LabelsCrop, decode_labels
 from napari_seem.engine.levels import LevelFrame
-from napari_seem.engine.protocol import ArrayPayloadError, decode_array, encode_array
-from napari_seem.engine.server import create_app
 from napari_seem.model.build import build_seem
 from napari_seem.model.seem import SeemModel
-from napari_seem.prompts import Box, MaskPrompt, ObjectPrompt, Points, ReferringExample, Scribble
-from napari_seem.results import ObjectMask, SegmentationResult
-from napari_seem.tiling import TileGrid
+from napari_seem.remote.client import RemoteError, SeemClient
+from napari_seem.remote.protocol import ArrayPayloadError, decode_array, encode_array
+from napari_seem.remote.server import create_app
+from tests.core.test_io import _write_ome_zarr
 from tests.engine._threshold import ThresholdPredictor
-from tests.engine.harness import served
-from tests.test_io import _write_ome_zarr
+from tests.remote.harness import served
 
 SHAPE = (200, 300)
 TILE, HALO = 128, 16  # core 96

@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from napari_seem.core.prompts import ObjectPrompt, Points
 from napari_seem.datasets.synthetic import synthetic_nuclei
 from napari_seem.engine import Engine
-from napari_seem.engine.client import RemoteError, SeemClient
-from napari_seem.engine.server import create_app
-from napari_seem.prompts import ObjectPrompt, Points
-from tests.engine.harness import served, wait_for_job
+from napari_seem.remote.client import RemoteError, SeemClient
+from napari_seem.remote.server import create_app
+from tests.remote.harness import served, wait_for_job
 
 TOKEN = "fine-tune-job-token"
 SHAPE = (128, 128)

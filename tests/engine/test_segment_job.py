@@ -16,18 +16,18 @@ import numpy as np
 import pytest
 import zarr
 
+from napari_seem.core.labels import LabelsCrop, decode_labels
+from napari_seem.core.tiling import TileGrid
 from napari_seem.datasets.synthetic import synthetic_nuclei
 from napari_seem.engine import Engine, InvalidRequestError
-from napari_seem.engine.client import RemoteError, SeemClient
-from napari_seem.engine.labels import LabelsCrop, decode_labels
-from napari_seem.engine.server import create_app
 from napari_seem.model.build import build_seem
 from napari_seem.model.seem import SeemModel
-from napari_seem.predictor import SeemPredictor
-from napari_seem.tiling import TileGrid
+from napari_seem.predict.predictor import SeemPredictor
+from napari_seem.remote.client import RemoteError, SeemClient
+from napari_seem.remote.server import create_app
+from tests.core.test_io import _write_ome_zarr
 from tests.engine._threshold import ThresholdPredictor
-from tests.engine.harness import served, wait_for_job
-from tests.test_io import _write_ome_zarr
+from tests.remote.harness import served, wait_for_job
 
 SHAPE = (200, 300)
 TILE, HALO = 128, 16  # core 96: a 3 x 4 grid, seams at rows 96, 192 and cols 96, 192, 288

@@ -105,7 +105,7 @@ def test_stack_plane_and_default_model_is_cached(image: np.ndarray) -> None:
 
 def test_given_engine_is_used_as_is(image: np.ndarray) -> None:
     from napari_seem.engine import Engine
-    from napari_seem.predictor import SeemPredictor
+    from napari_seem.predict.predictor import SeemPredictor
 
     engine = Engine(SeemPredictor.from_variant("seem-tiny-focal", device="cpu"))
     try:
@@ -236,11 +236,11 @@ def test_segment_everything_merges_objects_across_tile_seams() -> None:
 
 def test_segment_everything_through_a_seem_client(tmp_path: Path) -> None:
     from napari_seem.engine import Engine
-    from napari_seem.engine.client import SeemClient
-    from napari_seem.engine.server import create_app
     from napari_seem.model.build import build_seem
+    from napari_seem.remote.client import SeemClient
+    from napari_seem.remote.server import create_app
     from tests.engine._threshold import ThresholdPredictor
-    from tests.engine.harness import served
+    from tests.remote.harness import served
 
     predictor = ThresholdPredictor(build_seem("seem-tiny-focal", seed=0))
     with Engine(predictor, tile=128, halo=16) as engine:

@@ -8,9 +8,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from napari_seem.core.variants import VARIANT_SUMMARIES
 from napari_seem.model.build import VARIANTS, build_seem, get_config
 from napari_seem.model.checkpoint import CheckpointError, guess_variant, read_state_dict
-from napari_seem.variants import VARIANT_SUMMARIES
 from tests.model.reference import load_weights, official_keys, reference_dir
 
 OFFICIAL = {

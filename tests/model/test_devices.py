@@ -26,6 +26,8 @@ import pytest
 import torch
 
 import napari_seem.model
+from napari_seem.core.prompts import ObjectPrompt, Points, Scribble
+from napari_seem.core.rasterize import rasterize_objects
 from napari_seem.model.build import build_seem
 from napari_seem.model.decoder import DecoderOutput
 from napari_seem.model.postprocess import l2_normalize, vl_similarity
@@ -37,8 +39,6 @@ from napari_seem.model.transforms import (
     masks_to_model_frame,
     preprocess,
 )
-from napari_seem.prompts import ObjectPrompt, Points, Scribble
-from napari_seem.rasterize import rasterize_objects
 
 VARIANTS = ("seem-tiny-focal", "seem-tiny-sam")
 IMAGE_HW = (100, 120)  # Focal pads it to 128 x 128, SAM takes 128 x 128: one shape for both

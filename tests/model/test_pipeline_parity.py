@@ -24,6 +24,8 @@ import numpy as np
 import pytest
 import torch
 
+from napari_seem.core.prompts import Box, ObjectPrompt, Points, ReferringExample, Scribble
+from napari_seem.core.rasterize import rasterize_objects, rasterize_prompts
 from napari_seem.model.build import build_seem
 from napari_seem.model.decoder import DecoderOutput
 from napari_seem.model.postprocess import (
@@ -42,8 +44,6 @@ from napari_seem.model.transforms import (
     masks_to_model_frame,
     preprocess,
 )
-from napari_seem.prompts import Box, ObjectPrompt, Points, ReferringExample, Scribble
-from napari_seem.rasterize import rasterize_objects, rasterize_prompts
 from tests.model.reference import load_npz, reference_dir
 from tests.model.test_tokenizer import open_clip_merges_path
 

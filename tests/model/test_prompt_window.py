@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from napari_seem._visual import Points
-from napari_seem.everything_points import PointsSettings
+from napari_seem.core.prompts import ObjectPrompt
+from napari_seem.core.visual import Points
 from napari_seem.model.build import build_seem
 from napari_seem.model.prompt_window import (
     OUTSIDE_LOGIT,
@@ -18,8 +18,8 @@ from napari_seem.model.prompt_window import (
     tile_windows,
 )
 from napari_seem.model.seem import ImageFeatures
-from napari_seem.predictor import SeemPredictor, _touching
-from napari_seem.prompts import ObjectPrompt
+from napari_seem.predict.everything import PointsSettings
+from napari_seem.predict.predictor import SeemPredictor, _touching
 
 
 def _mark(shape: tuple[int, int], rows: slice, cols: slice) -> np.ndarray:

@@ -74,7 +74,7 @@ def test_trained_keys_exclude_the_packaged_parts() -> None:
 
 
 def test_text_synonyms_land_close(lite) -> None:  # type: ignore[no-untyped-def]
-    from napari_seem.predictor import SeemPredictor
+    from napari_seem.predict.predictor import SeemPredictor
 
     predictor = SeemPredictor(lite)
     enc = lite.text_encoder
@@ -94,7 +94,7 @@ def test_shipped_weights_load_strictly_offline_and_answer_a_click(lite, monkeypa
 
     from napari_seem import ObjectPrompt, Points
     from napari_seem.datasets.synthetic import synthetic_nuclei
-    from napari_seem.predictor import SeemPredictor
+    from napari_seem.predict.predictor import SeemPredictor
 
     def no_network(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise AssertionError("seem-lite tried to use the network")
@@ -122,8 +122,8 @@ def test_shipped_weights_load_strictly_offline_and_answer_a_click(lite, monkeypa
 
 def test_shipped_weights_find_the_nuclei_of_a_synthetic_image(lite) -> None:  # type: ignore[no-untyped-def]
     from napari_seem.datasets.synthetic import synthetic_nuclei
-    from napari_seem.predictor import SeemPredictor
-    from napari_seem.train.evaluate import everything_f1
+    from napari_seem.evaluation.heldout import everything_f1
+    from napari_seem.predict.predictor import SeemPredictor
 
     if shipped_lite_weights() is None:
         pytest.skip("seem-lite weights are not shipped in this checkout")
@@ -133,7 +133,7 @@ def test_shipped_weights_find_the_nuclei_of_a_synthetic_image(lite) -> None:  # 
 
 
 def test_default_variant_is_seem_lite_when_shipped() -> None:
-    from napari_seem.variants import DEFAULT_VARIANT, VARIANT_SUMMARIES
+    from napari_seem.core.variants import DEFAULT_VARIANT, VARIANT_SUMMARIES
 
     assert "seem-lite" in VARIANT_SUMMARIES
     if shipped_lite_weights() is not None:

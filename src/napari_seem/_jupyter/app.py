@@ -11,8 +11,8 @@ import ipywidgets as w
 
 from napari_seem._jupyter.widget import SeemWidget
 from napari_seem.api import default_variant
-from napari_seem.everything_modes import EVERYTHING_MODES
-from napari_seem.variants import VARIANT_SUMMARIES
+from napari_seem.core.modes import EVERYTHING_MODES
+from napari_seem.core.variants import VARIANT_SUMMARIES
 
 __all__ = ["SeemApp"]
 

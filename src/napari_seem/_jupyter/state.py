@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from napari_seem.io import ImageSource
-from napari_seem.prompts import (
+from napari_seem.core.io import ImageSource
+from napari_seem.core.prompts import (
     Box,
     ObjectPrompt,
     Points,
@@ -25,7 +25,7 @@ from napari_seem.prompts import (
     TextPrompt,
     VisualPrompt,
 )
-from napari_seem.results import ObjectMask, SegmentationResult
+from napari_seem.core.results import ObjectMask, SegmentationResult
 
 __all__ = [
     "LabelStore",

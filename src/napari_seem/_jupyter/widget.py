@@ -50,13 +50,13 @@ from napari_seem.api import (
     get_backend,
     overview_rgb,
 )
-from napari_seem.everything_modes import (
+from napari_seem.core.io import ImageSource, ImageSourceError, open_image
+from napari_seem.core.modes import (
     DEFAULT_EVERYTHING_MODE,
     EVERYTHING_MODES,
     EverythingMode,
 )
-from napari_seem.io import ImageSource, ImageSourceError, open_image
-from napari_seem.prompts import (
+from napari_seem.core.prompts import (
     Box,
     Points,
     PromptError,
@@ -66,7 +66,7 @@ from napari_seem.prompts import (
     TextPrompt,
     VisualPrompt,
 )
-from napari_seem.results import SegmentationResult
+from napari_seem.core.results import SegmentationResult
 
 __all__ = ["SeemWidget"]
 
@@ -82,7 +82,7 @@ class SeemWidget(anywidget.AnyWidget):
     """Click, box and scribble prompts on an image; SEEM answers with masks.
 
     Args:
-        image: numpy / zarr / dask array or path (as :func:`napari_seem.io.open_image`).
+        image: numpy / zarr / dask array or path (as :func:`napari_seem.core.io.open_image`).
         model: the engine (see :func:`napari_seem.api.get_backend`): None for the
             cached default model, a variant name, a SeemPredictor, an Engine or a SeemClient.
         plane: the plane of a stack, ``(z,)``.

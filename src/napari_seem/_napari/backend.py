@@ -1,6 +1,6 @@
 """The widget's model side, without Qt: one model process and the sessions opened on it.
 
-Everything here BLOCKS (it waits on :class:`~napari_seem.engine.client.SeemClient`
+Everything here BLOCKS (it waits on :class:`~napari_seem.remote.client.SeemClient`
 futures), so the widget only ever calls it through :meth:`Backend.submit`, which runs it
 on the backend's own worker threads and hands back a ``Future``. The GUI thread never
 waits on the model.
@@ -27,12 +27,12 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from napari_seem.engine.client import RemoteError, SeemClient
-from napari_seem.engine.labels import LabelsCrop
-from napari_seem.everything_modes import DEFAULT_EVERYTHING_MODE
-from napari_seem.prompts import MaskPrompt, ObjectPrompt, Points, TextPrompt
-from napari_seem.results import ObjectMask
-from napari_seem.variants import DEFAULT_VARIANT
+from napari_seem.core.labels import LabelsCrop
+from napari_seem.core.modes import DEFAULT_EVERYTHING_MODE
+from napari_seem.core.prompts import MaskPrompt, ObjectPrompt, Points, TextPrompt
+from napari_seem.core.results import ObjectMask
+from napari_seem.core.variants import DEFAULT_VARIANT
+from napari_seem.remote.client import RemoteError, SeemClient
 
 __all__ = [
     "Backend",
@@ -180,7 +180,7 @@ class Backend:
             return cls(SeemClient(choice.url, choice.token or None))  # info() checks URL + token
         checkpoint = choice.checkpoint
         if checkpoint is None:
-            from napari_seem.weights import OFFICIAL_WEIGHTS, cached_path, download_official
+            from napari_seem.core.hub import OFFICIAL_WEIGHTS, cached_path, download_official
 
             if choice.variant in OFFICIAL_WEIGHTS:
                 found = cached_path(choice.variant)

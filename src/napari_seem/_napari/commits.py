@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from napari_seem._napari.convert import paint_object
-from napari_seem.results import ObjectMask
+from napari_seem.core.results import ObjectMask
 
 __all__ = ["CommitLog", "next_label_id"]
 

@@ -8,7 +8,7 @@ Frames:
   and affine composed). Layers of different ``ndim`` share the *trailing* world axes.
 - *image pixels*: the data frame of the target image layer. For a multiscale layer
   napari's data frame is level 0, so image pixels are **level-0 ``(row, col)`` pixels**
-  (pixel centres at integers, as :mod:`napari_seem.prompts` wants), with any leading
+  (pixel centres at integers, as :mod:`napari_seem.core.prompts` wants), with any leading
   stack axes (``z``, ``t``) in front.
 
 Every function here takes arrays and matrices (``frame_of(layer)`` builds a matrix from
@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from napari_seem.prompts import Box, MaskPrompt, Points, Polygon, PromptError, Scribble
-from napari_seem.prompts import VisualPrompt as _Visual
-from napari_seem.results import ObjectMask
+from napari_seem.core.prompts import Box, MaskPrompt, Points, Polygon, PromptError, Scribble
+from napari_seem.core.prompts import VisualPrompt as _Visual
+from napari_seem.core.results import ObjectMask
 
 __all__ = [
     "clip_to_image",

@@ -1,7 +1,7 @@
 """The "Fine-tune" section of the SEEM dock widget.
 
 It trains the model process's model on the objects committed so far (the model process's
-``"fine_tune"`` job, see :mod:`napari_seem.engine.fine_tune_job`); when it finishes, the
+``"fine_tune"`` job, see :mod:`napari_seem.engine.kinds.fine_tune`); when it finishes, the
 model runs the new weights, so every later prediction uses them.
 
 - **Labels layers**: the labels layers to learn from, each over its image. Default: every

@@ -20,8 +20,8 @@ import numpy.typing as npt
 
 from napari_seem._napari import convert
 from napari_seem._napari.backend import ImageRef
-from napari_seem.prompts import VisualPrompt
-from napari_seem.results import ObjectMask
+from napari_seem.core.prompts import VisualPrompt
+from napari_seem.core.results import ObjectMask
 
 __all__ = [
     "NEGATIVE_COLOUR",

@@ -38,11 +38,11 @@ from napari_seem._napari.backend import Backend, Cancelled, ImageRef, ModelChoic
 from napari_seem._napari.commits import CommitLog
 from napari_seem._napari.finetune_panel import FineTunePanel
 from napari_seem._napari.qt_bridge import MainThread
-from napari_seem.engine.client import RemoteError, ServerUnavailableError
-from napari_seem.everything_modes import DEFAULT_EVERYTHING_MODE, EVERYTHING_MODES
-from napari_seem.prompts import ObjectPrompt, PromptError, TextPrompt
-from napari_seem.results import ObjectMask
-from napari_seem.variants import DEFAULT_VARIANT, VARIANT_SUMMARIES
+from napari_seem.core.modes import DEFAULT_EVERYTHING_MODE, EVERYTHING_MODES
+from napari_seem.core.prompts import ObjectPrompt, PromptError, TextPrompt
+from napari_seem.core.results import ObjectMask
+from napari_seem.core.variants import DEFAULT_VARIANT, VARIANT_SUMMARIES
+from napari_seem.remote.client import RemoteError, ServerUnavailableError
 
 __all__ = ["SeemWidget"]
 

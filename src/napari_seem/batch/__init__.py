@@ -4,7 +4,7 @@
 as tasks on a Dask distributed cluster), merges objects across tile seams and writes a
 uint32 labels array chunk by chunk with a class table; an interrupted run resumes.
 ``segment_region`` is the same with an already built predictor, for the engine's jobs.
-The CLI is ``napari-seem segment`` (:mod:`napari_seem.batch.cli`).
+The CLI is ``napari-seem segment`` (:mod:`napari_seem.cli.segment`).
 
 Importing this package loads neither torch nor dask: they load when a run starts.
 """

@@ -1,7 +1,7 @@
 """Seam-aware merging of per-tile label images into one global labelling (pure numpy).
 
 Frame: level-0 ``(row, col)`` pixels of the grid's image (or of the segmented level; see
-:mod:`napari_seem.batch.runner`). Every tile of a :class:`~napari_seem.tiling.TileGrid` is
+:mod:`napari_seem.batch.runner`). Every tile of a :class:`~napari_seem.core.tiling.TileGrid` is
 segmented on its *outer* box (core + halo) into a ``(oh, ow)`` label image of *local* ids
 (``1..n``, 0 = background). Only the *core* of each tile is written to the output, so every
 output pixel comes from exactly one tile. An object that crosses a core border appears as a
@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from napari_seem.tiling import Tile, match_labels_across_seam, outer_overlap
+from napari_seem.core.tiling import Tile, match_labels_across_seam, outer_overlap
 
 __all__ = [
     "MergeResult",

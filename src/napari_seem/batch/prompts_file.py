@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_seem.batch.store import BatchConfigError
-from napari_seem.prompts import Box, ObjectPrompt, Points, VisualPrompt
+from napari_seem.core.prompts import Box, ObjectPrompt, Points, VisualPrompt
 
 __all__ = ["read_prompts"]
 

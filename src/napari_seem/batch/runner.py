@@ -58,13 +58,13 @@ from napari_seem.batch.store import (
     write_tile,
 )
 from napari_seem.batch.tasks import ModelSpec, TaskSpec, propagate_tile, segment_tile
-from napari_seem.everything_modes import EverythingMode
-from napari_seem.prompts import ObjectPrompt
-from napari_seem.tiling import Tile, TileGrid
+from napari_seem.core.modes import EverythingMode
+from napari_seem.core.prompts import ObjectPrompt
+from napari_seem.core.tiling import Tile, TileGrid
 
 if TYPE_CHECKING:
-    from napari_seem.io import ImageSource
-    from napari_seem.predictor import EncodedImage, SeemPredictor
+    from napari_seem.core.io import ImageSource
+    from napari_seem.predict.predictor import EncodedImage, SeemPredictor
 
 __all__ = ["ModelLike", "ProgressCallback", "RunSummary", "segment_image", "segment_region"]
 
@@ -139,7 +139,7 @@ class _SourceSpec:
     percentiles: tuple[float, float]
 
     def open(self) -> ImageSource:
-        from napari_seem.io import open_image
+        from napari_seem.core.io import open_image
 
         return open_image(
             self.path,
@@ -569,7 +569,7 @@ def segment_image(
     """Segment a whole image (or stack) tile by tile into a uint32 labels array on disk.
 
     Args:
-        image: a path (zarr, OME-Zarr, TIFF) or anything :func:`napari_seem.io.open_image`
+        image: a path (zarr, OME-Zarr, TIFF) or anything :func:`napari_seem.core.io.open_image`
             takes; Dask schedulers need a path every worker can read.
         out: the output zarr store (a uint32 array at its root; the class table goes to
             ``OUT.classes.csv`` beside it and into the array's ``napari_seem`` attribute).
@@ -586,7 +586,7 @@ def segment_image(
         halo: context pixels on each side of a core; seams are matched in the halos.
         level: image pyramid level to segment (coarser = faster); labels are at that level.
         bands: three channel indices for R, G, B of a multi-band image.
-        axes, nodata: passed to :func:`~napari_seem.io.open_image`.
+        axes, nodata: passed to :func:`~napari_seem.core.io.open_image`.
         planes: ``"all"``, ``"0,3,5"`` or a list of plane indices (tuples for ``t`` + ``z``).
         propagate: ``"z"`` or ``"t"``: segment the first selected plane, then each object
             on plane ``p`` is the referring example on the next plane (ids are kept).
@@ -608,7 +608,7 @@ def segment_image(
         cancel: set it to stop after the running tiles; the run resumes later.
         encode: ``encode(tile) -> EncodedImage`` to reuse cached features (the engine's
             feature cache: tiles of ``TileGrid.for_model`` on the segmented level's pixels,
-            read as :meth:`~napari_seem.io.ImageSource.read_level_rgb` reads them).
+            read as :meth:`~napari_seem.core.io.ImageSource.read_level_rgb` reads them).
             In-process runs only.
         lock: held around each tile's model use (``encode`` and decoding), e.g. the
             engine's ``model_lock`` when the predictor is shared; in-process runs only.
@@ -629,7 +629,7 @@ def segment_image(
             ``overwrite``), or an unfinished run with a different configuration.
     """
     started = time.perf_counter()
-    from napari_seem.io import ImageSourceError, open_image
+    from napari_seem.core.io import ImageSourceError, open_image
 
     task = _task_spec(
         vocabulary, text, prompts, mode, object_mask_threshold, text_threshold, min_area
@@ -1039,7 +1039,7 @@ def segment_region(
     chunk; ``cancel`` is honoured between tiles (the output then resumes with the same
     call); ``encode(tile)`` returns the tile's features from the engine's feature cache
     (the grid is ``TileGrid.for_model(shape, model_input=tile, halo=halo)``, level 0, as
-    the engine's). ``image`` may be an already opened :class:`~napari_seem.io.ImageSource`.
+    the engine's). ``image`` may be an already opened :class:`~napari_seem.core.io.ImageSource`.
     ``lock`` (e.g. ``engine.model_lock``) is held around each tile's encode and decode, so
     a predictor shared with interactive requests never sees two tiles at once; ``encode``
     is then called with it held.

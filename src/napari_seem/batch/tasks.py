@@ -24,17 +24,17 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from napari_seem.everything_modes import (
+from napari_seem.core.modes import (
     DEFAULT_EVERYTHING_MODE,
     EVERYTHING_MODES,
     EverythingMode,
     everything_mode_error,
 )
-from napari_seem.prompts import ObjectPrompt
-from napari_seem.variants import DEFAULT_VARIANT
+from napari_seem.core.prompts import ObjectPrompt
+from napari_seem.core.variants import DEFAULT_VARIANT
 
 if TYPE_CHECKING:
-    from napari_seem.predictor import EncodedImage, SeemPredictor
+    from napari_seem.predict.predictor import EncodedImage, SeemPredictor
 
 __all__ = ["ModelSpec", "TaskKind", "TaskSpec", "TileAnswer", "propagate_tile", "segment_tile"]
 
@@ -72,7 +72,7 @@ class ModelSpec:
     def build(self) -> SeemPredictor:
         """Build the predictor (loads torch and the weights)."""
         from napari_seem.model.build import build_seem
-        from napari_seem.predictor import SeemPredictor
+        from napari_seem.predict.predictor import SeemPredictor
 
         if self.threads is not None:
             import torch
@@ -203,7 +203,7 @@ def segment_tile(
         valid: ``(oh, ow)`` bool, False on nodata pixels (cleared in the answer).
         encoded: the tile's features if already computed (the engine's feature cache).
     """
-    from napari_seem.results import SegmentationResult
+    from napari_seem.core.results import SegmentationResult
 
     if encoded is not None:
         predictor.set_encoded(encoded)
@@ -225,7 +225,7 @@ def segment_tile(
         )
         kept = tuple(o for o in found if o.area >= task.min_area)
         return _answer(SegmentationResult(shape, kept), valid, None)
-    from napari_seem.engine.tile_prompts import object_in_window
+    from napari_seem.core.tile_prompts import object_in_window
 
     local: list[ObjectPrompt] = []
     keys: list[int] = []
@@ -271,8 +271,8 @@ def propagate_tile(
         class_names: global id -> class name of the previous plane's objects.
         min_area: objects with fewer pixels on the previous tile are not propagated.
     """
-    from napari_seem.prompts import MaskPrompt, ReferringExample
-    from napari_seem.results import SegmentationResult
+    from napari_seem.core.prompts import MaskPrompt, ReferringExample
+    from napari_seem.core.results import SegmentationResult
 
     if encoded is not None:
         predictor.set_encoded(encoded)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from napari_seem.core.labels import LabelsCrop
 from napari_seem.engine.errors import (
     EngineError,
     ImageTooLargeError,
@@ -20,7 +21,6 @@ from napari_seem.engine.errors import (
     UnknownSessionError,
 )
 from napari_seem.engine.jobs import JobCancelled, JobEvent, JobRecord, JobState
-from napari_seem.engine.labels import LabelsCrop
 
 if TYPE_CHECKING:
     from napari_seem.engine.core import (

@@ -9,10 +9,10 @@ How a prompt is answered (:meth:`Engine.predict`):
 
 1. the start tiles are the tiles whose core a positive visual prompt touches;
 2. each tile is encoded once (its outer box, read with ``ImageSource.read_level_rgb``) and
-   kept in the session's :class:`~napari_seem.feature_cache.FeatureCache`;
+   kept in the session's :class:`~napari_seem.predict.feature_cache.FeatureCache`;
 3. the tile is decoded with the object's prompts clipped into its window
-   (:mod:`napari_seem.engine.tile_prompts`); when the mask reaches a core edge the
-   neighbour is decoded too (:func:`~napari_seem.tiling.grow_until_closed`), and the
+   (:mod:`napari_seem.core.tile_prompts`); when the mask reaches a core edge the
+   neighbour is decoded too (:func:`~napari_seem.core.tiling.grow_until_closed`), and the
    cores are stitched into one crop with its level-0 offset.
 
 **Levels.** A session opened with ``level=k`` tiles and infers on pyramid level ``k``;
@@ -41,9 +41,9 @@ Instances are cut at the border of the decoded tiles' cores.
 **Jobs** are pluggable: :meth:`Engine.register_job_kind` adds a kind (a runner run on the
 engine's single worker thread); ``"encode_region"`` (prefetch features) and ``"segment"``
 (segment everything / a phrase over a region with seam-aware merging, answering a
-:class:`~napari_seem.engine.labels.LabelsCrop`) are built in
-(:mod:`napari_seem.engine.job_kinds`), and so is ``"fine_tune"`` (train on labelled images,
-then switch the model to the new weights: :mod:`napari_seem.engine.fine_tune_job`).
+:class:`~napari_seem.core.labels.LabelsCrop`) are built in
+(:mod:`napari_seem.engine.kinds.segment`), and so is ``"fine_tune"`` (train on labelled images,
+then switch the model to the new weights: :mod:`napari_seem.engine.kinds.fine_tune`).
 
 **Weights.** :meth:`Engine.use_weights` loads a fine-tuned weight file into the model (or
 restores the base weights, ``None``); every session then gets a fresh feature cache under
@@ -68,6 +68,20 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from napari_seem.core.io import ImageSource, ImageSourceError, open_image
+from napari_seem.core.prompts import (
+    Box,
+    MaskPrompt,
+    ObjectPrompt,
+    Points,
+    PromptError,
+    ReferringExample,
+    TextPrompt,
+    VisualPrompt,
+)
+from napari_seem.core.results import ObjectMask
+from napari_seem.core.tile_prompts import object_in_window, object_mask_in_window
+from napari_seem.core.tiling import Tile, TileGrid, grow_until_closed
 from napari_seem.engine.errors import (
     ImageTooLargeError,
     InvalidRequestError,
@@ -79,10 +93,9 @@ from napari_seem.engine.errors import (
     UnknownSessionError,
 )
 from napari_seem.engine.instances import TilePiece, merge_pieces
-from napari_seem.engine.job_kinds import DEFAULT_MAX_RESULT_PIXELS
 from napari_seem.engine.jobs import JobCancelled, JobEvent, JobRecord, JobState
+from napari_seem.engine.kinds.segment import DEFAULT_MAX_RESULT_PIXELS
 from napari_seem.engine.levels import LevelFrame
-from napari_seem.engine.tile_prompts import object_in_window, object_mask_in_window
 from napari_seem.engine.weights import (
     WeightsInfo,
     apply_weights,
@@ -90,22 +103,9 @@ from napari_seem.engine.weights import (
     snapshot_weights,
     weights_id,
 )
-from napari_seem.feature_cache import CacheSignature, FeatureCache, StaleCacheError
-from napari_seem.io import ImageSource, ImageSourceError, open_image
 from napari_seem.model.seem import SeemModel
-from napari_seem.predictor import EncodedImage, SeemPredictor
-from napari_seem.prompts import (
-    Box,
-    MaskPrompt,
-    ObjectPrompt,
-    Points,
-    PromptError,
-    ReferringExample,
-    TextPrompt,
-    VisualPrompt,
-)
-from napari_seem.results import ObjectMask
-from napari_seem.tiling import Tile, TileGrid, grow_until_closed
+from napari_seem.predict.feature_cache import CacheSignature, FeatureCache, StaleCacheError
+from napari_seem.predict.predictor import EncodedImage, SeemPredictor
 
 __all__ = [
     "DEFAULT_MAX_UPLOAD_BYTES",
@@ -149,7 +149,7 @@ class SessionInfo:
 @dataclass(frozen=True)
 class ImageInfo:
     """An uploaded in-memory image: its id, array ``shape``, ``dtype`` name, ``axes``
-    letters (as :func:`napari_seem.io.open_image` read them) and ``nbytes``."""
+    letters (as :func:`napari_seem.core.io.open_image` read them) and ``nbytes``."""
 
     image_id: str
     shape: tuple[int, ...]
@@ -218,7 +218,7 @@ JobRunner = Callable[..., Any]
 It reports with ``job.emit(done=..., total=...)``, calls ``job.raise_if_cancelled()``
 between tiles, takes ``engine.model_lock`` around model use (``engine.encoded`` gives a
 tile's features), and may return a result (kept on the job, see :meth:`Engine.job_result`;
-the server sends a :class:`~napari_seem.engine.labels.LabelsCrop` as a binary payload).
+the server sends a :class:`~napari_seem.core.labels.LabelsCrop` as a binary payload).
 """
 
 JobCheck = Callable[["Engine", Session, dict[str, Any]], JobPlan]
@@ -312,8 +312,8 @@ class Engine:
         self._jobs: dict[str, JobRecord] = {}
         self._kinds: dict[str, _JobKind] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="napari-seem-job")
-        from napari_seem.engine.fine_tune_job import check_fine_tune, run_fine_tune
-        from napari_seem.engine.job_kinds import (
+        from napari_seem.engine.kinds.fine_tune import check_fine_tune, run_fine_tune
+        from napari_seem.engine.kinds.segment import (
             check_encode_region,
             check_segment,
             run_encode_region,
@@ -361,7 +361,7 @@ class Engine:
             array: 2-D to 5-D numeric array (bool, integer or float), e.g. ``(y, x)``,
                 ``(y, x, c)``, ``(z, y, x)``, ``(z, y, x, c)``; open a plane of a stack with
                 ``open_session(image_id=..., plane=(z,))``.
-            axes: axis letters as :func:`napari_seem.io.open_image` takes them (default:
+            axes: axis letters as :func:`napari_seem.core.io.open_image` takes them (default:
                 inferred from the shape).
 
         Raises:
@@ -430,7 +430,7 @@ class Engine:
         plane: tuple[int, ...] = (),
         cache_path: str | Path | None = None,
     ) -> str:
-        """Open an image (anything :func:`napari_seem.io.open_image` accepts, or an upload).
+        """Open an image (anything :func:`napari_seem.core.io.open_image` accepts, or an upload).
 
         Args:
             source: the image; give either it or ``image_id``.
@@ -954,11 +954,11 @@ class Engine:
         every tile whose core meets ``box=(row0, col0, row1, col1)`` (level-0, max
         exclusive; default the whole image); progress counts tiles. ``"segment"`` (built
         in): ``vocabulary=[...]`` or ``text="..."``, ``mode=``, ``box=``, ``out=`` ->
-        a :class:`~napari_seem.engine.labels.LabelsCrop` (see
-        :mod:`napari_seem.engine.job_kinds`). ``"fine_tune"`` (built in): ``data=[...]``
+        a :class:`~napari_seem.core.labels.LabelsCrop` (see
+        :mod:`napari_seem.engine.kinds.segment`). ``"fine_tune"`` (built in): ``data=[...]``
         or ``labels=``, ``class_name=``, ``steps=`` ... -> the model runs the new weights;
         the result (``JobStatus.info``) names the file (see
-        :mod:`napari_seem.engine.fine_tune_job`). Others: see :meth:`register_job_kind`.
+        :mod:`napari_seem.engine.kinds.fine_tune`). Others: see :meth:`register_job_kind`.
 
         Raises:
             UnknownSessionError: ``session_id`` is not open.

@@ -4,10 +4,10 @@ Grounding ("every nucleus") and referring ("things like this one") answer per ti
 tile gives a few instance masks on its outer box. An object crossing a seam is then found
 twice, once by each tile. Two pieces of neighbouring tiles are the same object when their
 masks agree on the region both outer boxes cover (IoU at least ``min_iou`` there, pairs
-matched one to one, best IoU first, as :func:`napari_seem.tiling.match_labels_across_seam`
+matched one to one, best IoU first, as :func:`napari_seem.core.tiling.match_labels_across_seam`
 does for label images; instances of one tile may overlap, so they are compared as masks).
 Matches are chained (union-find), and each object is stitched from the cores of its pieces
-(:func:`napari_seem.tiling.stitch`), so every pixel comes from exactly one tile.
+(:func:`napari_seem.core.tiling.stitch`), so every pixel comes from exactly one tile.
 
 Frame: the tiles' own pixel grid (level 0, or the session's level).
 """
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from napari_seem.tiling import Tile, outer_overlap, stitch
+from napari_seem.core.tiling import Tile, outer_overlap, stitch
 
 __all__ = ["MergedInstance", "TilePiece", "merge_pieces"]
 

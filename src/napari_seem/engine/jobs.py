@@ -54,7 +54,7 @@ class JobRecord:
     A job runner (see :meth:`napari_seem.engine.Engine.register_job_kind`) reports with
     ``emit(done=..., total=..., message=...)``, calls ``raise_if_cancelled()`` between work
     units (tiles) and may leave a ``result`` (e.g. a
-    :class:`~napari_seem.engine.labels.LabelsCrop`) by returning it.
+    :class:`~napari_seem.core.labels.LabelsCrop`) by returning it.
     """
 
     job_id: str

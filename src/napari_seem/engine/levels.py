@@ -5,7 +5,7 @@ engine receives and returns stays in level-0 ``(row, col)`` pixels; :class:`Leve
 converts at the two edges:
 
 - prompts come in at level 0 and are mapped into the level's pixel grid with
-  :func:`napari_seem.rasterize.to_frame` (``scale = 1 / factor``: pixel centres align the
+  :func:`napari_seem.core.rasterize.to_frame` (``scale = 1 / factor``: pixel centres align the
   way image resizers align them); clicks stay clicks, boxes stay boxes, scribbles and
   polygons keep their vertices (a scribble's width shrinks with the level, at least one
   pixel), a painted mask is resampled nearest-neighbour (splatted when smaller than one
@@ -14,7 +14,7 @@ converts at the two edges:
   neighbour: level-0 pixel ``r`` takes the value of level pixel
   ``floor((r + 0.5) / factor)``, i.e. every level pixel becomes the ``factor x factor``
   block of level-0 pixels whose centres it covers. The answer is an
-  :class:`~napari_seem.results.ObjectMask` crop with its level-0 offset, exactly as on
+  :class:`~napari_seem.core.results.ObjectMask` crop with its level-0 offset, exactly as on
   level 0 (the mask is as coarse as the level: block-shaped borders).
 
 Level 0 is the identity: nothing is converted.
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from napari_seem.prompts import (
+from napari_seem.core.prompts import (
     Box,
     MaskPrompt,
     ObjectPrompt,
@@ -37,8 +37,8 @@ from napari_seem.prompts import (
     Scribble,
     VisualPrompt,
 )
-from napari_seem.rasterize import rasterize_prompts, to_frame
-from napari_seem.results import ObjectMask, ResultPrompt
+from napari_seem.core.rasterize import rasterize_prompts, to_frame
+from napari_seem.core.results import ObjectMask, ResultPrompt
 
 __all__ = ["LevelFrame"]
 

@@ -5,7 +5,7 @@ images, side by side with two classical scikit-image baselines.
   precision / recall / F1 at an IoU threshold, AP50).
 - :mod:`~napari_seem.evaluation.clicks`: the official click simulator driving any
   segmenter (the baselines); SEEM itself goes through
-  :func:`napari_seem.train.evaluate.click_protocol`.
+  :func:`napari_seem.evaluation.heldout.click_protocol`.
 - :mod:`~napari_seem.evaluation.baselines`: a seeded watershed from the simulated clicks
   and an Otsu + distance-transform watershed for "everything".
 - :mod:`~napari_seem.evaluation.data`: TIFF folders, zarr / OME-Zarr labels and the

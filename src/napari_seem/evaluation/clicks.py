@@ -1,6 +1,6 @@
 """The official interactive protocol (SEEM_SPEC "Memory and rounds") driving any segmenter.
 
-SEEM is evaluated through :func:`napari_seem.train.evaluate.click_protocol`; the classical
+SEEM is evaluated through :func:`napari_seem.evaluation.heldout.click_protocol`; the classical
 baselines go through :func:`simulate_clicks`, which places the same clicks
 (:func:`~napari_seem.train.prompts_sim.first_click` then
 :func:`~napari_seem.train.prompts_sim.next_click` on the current error) and stops by the

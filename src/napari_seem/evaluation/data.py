@@ -95,7 +95,7 @@ def _single_class(instances: np.ndarray, class_name: str) -> dict[int, str]:
 
 
 def _read_image(path: Path) -> np.ndarray:
-    from napari_seem.io import ImageSourceError, open_image
+    from napari_seem.core.io import ImageSourceError, open_image
 
     try:
         source = open_image(path)
@@ -113,7 +113,7 @@ def _read_image(path: Path) -> np.ndarray:
 
 
 def _read_labels(path: Path) -> np.ndarray:
-    from napari_seem.io import ImageSourceError, open_image
+    from napari_seem.core.io import ImageSourceError, open_image
 
     try:
         source = open_image(path, axes=None)

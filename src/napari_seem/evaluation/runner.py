@@ -33,7 +33,7 @@ from napari_seem.evaluation.data import EvalItem
 from napari_seem.evaluation.metrics import pool_detections
 
 if TYPE_CHECKING:
-    from napari_seem.predictor import SeemPredictor
+    from napari_seem.predict.predictor import SeemPredictor
 
 __all__ = [
     "CLICK_COUNTS",
@@ -49,7 +49,7 @@ Log = Callable[[str], None]
 
 def interactive_summary(curves: Sequence[Sequence[float]], max_clicks: int) -> dict[str, Any]:
     """NoC@85, NoC@90 and mean IoU after :data:`CLICK_COUNTS` clicks of IoU ``curves``."""
-    from napari_seem.train.evaluate import ClickCurves
+    from napari_seem.evaluation.heldout import ClickCurves
 
     cc = ClickCurves([list(c) for c in curves])
     out: dict[str, Any] = {
@@ -79,7 +79,7 @@ def _run_seem(
     max_clicks: int,
     say: Log,
 ) -> dict[str, Any]:
-    from napari_seem.train.evaluate import click_protocol, grounding_iou
+    from napari_seem.evaluation.heldout import click_protocol, grounding_iou
 
     start = time.perf_counter()
     curves: list[list[float]] = []

@@ -6,7 +6,7 @@ state-dict layout (``backbone.*``, ``sem_seg_head.pixel_decoder.*``,
 ``dilation_kernel`` buffer), so an official checkpoint loads with an identity key map.
 
 The model is stateless: it encodes images and decodes prompts; caches and round history
-belong to :class:`napari_seem.predictor.SeemPredictor`.
+belong to :class:`napari_seem.predict.predictor.SeemPredictor`.
 """
 
 from __future__ import annotations

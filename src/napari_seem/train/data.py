@@ -48,7 +48,7 @@ class LabelledImage:
 
     Attributes:
         image: ``(H, W)`` or ``(H, W, C)`` array as given (any dtype; converted to RGB uint8
-            by :func:`napari_seem.predictor.as_rgb_uint8` when cached).
+            by :func:`napari_seem.core.images.as_rgb_uint8` when cached).
         labels: ``(H, W)`` int64 labels, 0 = background.
         classes: ``{label id: class name}`` for every id present in ``labels``.
         name: for messages.

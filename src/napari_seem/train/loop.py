@@ -327,7 +327,7 @@ class Trainer:
     @torch.no_grad()
     def build_cache(self) -> None:
         """Cache ``crops_per_image`` augmented crops of every image (frozen parts run once)."""
-        from napari_seem.predictor import as_rgb_uint8
+        from napari_seem.core.images import as_rgb_uint8
 
         cfg = self.config
         rng = np.random.default_rng([cfg.seed, 2**31])

@@ -2,7 +2,7 @@
 
 Every function works on boolean masks in one pixel frame (the padded model frame during
 training, level-0 pixels during evaluation) and returns boolean prompt masks of the same
-shape, drawn the way :mod:`napari_seem.rasterize` draws the user's prompts: a click is a
+shape, drawn the way :mod:`napari_seem.core.rasterize` draws the user's prompts: a click is a
 3 x 3 blob, a scribble a 3-pixel-wide stroke, a polygon its filled outline, a box its centre
 click (SEEM has no box encoder; the predictor does the same), a mask prompt the mask itself
 with a ragged border.

@@ -1,0 +1,218 @@
+"""``napari-seem eval``: SEEM metrics and classical baselines on labelled images.
+
+Examples::
+
+    napari-seem eval --dataset bbbc007-heldout
+    napari-seem eval --dataset landsat-heldout --max-objects 20
+    napari-seem eval --folder my_nuclei/ --class-name nucleus --out out/eval-nuclei
+    napari-seem eval --image slide.ome.zarr --labels slide.ome.zarr/labels/nuclei \
+        --class-name nucleus --model seem-focalt-v1 --checkpoint seem_focalt_v1.pt
+    napari-seem eval --dataset bbbc007-heldout --no-seem     # the baselines only
+
+Writes ``OUT/eval.json`` and ``OUT/eval.md`` and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from napari_seem.predict.predictor import SeemPredictor
+
+__all__ = ["WeightsUnavailable", "add_parser", "build_predictor", "run_bench", "run_eval"]
+
+
+class WeightsUnavailable(Exception):
+    """The requested model has no trained weights here; the message says how to get them."""
+
+
+def build_predictor(
+    variant: str,
+    *,
+    checkpoint: str | None = None,
+    device: str = "auto",
+    allow_random: bool = False,
+) -> tuple[SeemPredictor, str]:
+    """The predictor to evaluate and how the report names it (variant + weights).
+
+    Raises:
+        WeightsUnavailable: no trained weights and ``allow_random`` is False.
+        ValueError: unknown variant or unusable checkpoint.
+    """
+    from napari_seem.core.hub import OFFICIAL_WEIGHTS, cached_path
+    from napari_seem.core.variants import VARIANT_SUMMARIES, seem_lite_shipped
+
+    if variant not in VARIANT_SUMMARIES:
+        raise ValueError(f"unknown model {variant!r}; known: {', '.join(VARIANT_SUMMARIES)}")
+    weights = checkpoint
+    if weights is None and variant in OFFICIAL_WEIGHTS:
+        cached = cached_path(variant)
+        weights = str(cached) if cached else None
+    shipped = variant == "seem-lite" and checkpoint is None and seem_lite_shipped()
+    if weights is None and not shipped and not allow_random:
+        how = (
+            "its trained weights are not shipped in this installation yet; pass --checkpoint"
+            if variant == "seem-lite"
+            else (
+                f"run `napari-seem models download {variant}` or pass --checkpoint"
+                if variant in OFFICIAL_WEIGHTS
+                else "it only has random weights"
+            )
+        )
+        raise WeightsUnavailable(
+            f"{variant}: no trained weights ({how}). Random weights say nothing about "
+            "quality; add --allow-random-weights to run anyway, or --no-seem for the "
+            "baselines only"
+        )
+    from napari_seem.model.build import build_seem
+    from napari_seem.predict.predictor import SeemPredictor
+
+    model = build_seem(
+        variant,
+        checkpoint=weights,
+        device=device,
+        shipped_weights=shipped or weights is not None,
+    )
+    label = f"{variant}, " + (
+        f"weights {Path(weights).name}" if weights else "shipped weights" if shipped else "RANDOM"
+    )
+    return SeemPredictor(model), label
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``eval`` subcommand to ``napari-seem``'s subparsers."""
+    from napari_seem.evaluation.data import BUILTIN_DATASETS
+
+    p = subparsers.add_parser(
+        "eval",
+        help="measure SEEM (clicks, text, everything) and classical baselines on labelled images",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    src = p.add_argument_group("data (give one)")
+    src.add_argument("--dataset", choices=BUILTIN_DATASETS, help="built-in held-out data")
+    src.add_argument("--folder", help="folder of NAME.tif + NAME_labels.tif (or images/, labels/)")
+    src.add_argument("--image", help="image: zarr / OME-Zarr / TIFF (with --labels)")
+    src.add_argument("--labels", help="instance labels: zarr / OME-Zarr labels / TIFF")
+    src.add_argument(
+        "--class-name",
+        default="object",
+        help="class name of every instance of --folder / --image data: the text prompt and "
+        "the 'everything' vocabulary (default: object)",
+    )
+    model = p.add_argument_group("model")
+    model.add_argument("--model", default="seem-lite", help="variant (default seem-lite)")
+    model.add_argument("--checkpoint", default=None, help="weights file (.pt / .safetensors)")
+    model.add_argument("--device", default="auto", help="cpu, cuda, mps or auto")
+    model.add_argument(
+        "--allow-random-weights",
+        action="store_true",
+        help="run a model without trained weights (pipeline check; the numbers mean nothing)",
+    )
+    model.add_argument("--no-seem", action="store_true", help="run only the baselines")
+    model.add_argument("--no-baselines", action="store_true", help="run only SEEM")
+    run = p.add_argument_group("protocol")
+    run.add_argument(
+        "--max-objects",
+        type=int,
+        default=30,
+        help="objects clicked per image, spread over the ids; 0 = all (default 30)",
+    )
+    run.add_argument(
+        "--max-clicks", type=int, default=20, help="clicks per object at most (default 20)"
+    )
+    run.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--out", default="out/eval", help="output folder (default out/eval)")
+    p.set_defaults(func=run_eval)
+
+    bench = subparsers.add_parser(
+        "bench",
+        help="run every benchmark (python -m benchmarks all; source checkouts only)",
+        description="Run `python -m benchmarks all` with the given options (--quick, "
+        "--sections, --note, ...); see `napari-seem bench -- --help`.",
+    )
+    bench.add_argument("options", nargs=argparse.REMAINDER, help="options of benchmarks all")
+    bench.set_defaults(func=run_bench)
+    return p
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """``napari-seem bench``: the benchmarks live beside the package in a source checkout."""
+    import importlib
+
+    from napari_seem.cli._common import CliError
+
+    checkout = Path.cwd()
+    if (checkout / "benchmarks" / "__main__.py").is_file() and str(checkout) not in sys.path:
+        sys.path.insert(0, str(checkout))  # a console script does not see the working folder
+    try:
+        bench_main = importlib.import_module("benchmarks.__main__").main
+    except ImportError:
+        raise CliError(
+            "napari-seem bench runs from a source checkout (the benchmarks/ folder is not "
+            "installed with the package): cd into the repository and run it there"
+        ) from None
+    options = [o for o in args.options if o != "--"]
+    return int(bench_main(["all", *options]))
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from napari_seem.cli._common import CliError
+    from napari_seem.evaluation.data import EvalDataError, load_source
+    from napari_seem.evaluation.runner import evaluate, render_markdown, write_report
+
+    if args.no_seem and args.no_baselines:
+        raise CliError("--no-seem and --no-baselines together leave nothing to run")
+    if args.max_objects < 0:
+        raise CliError(f"--max-objects must be 0 (all) or positive, got {args.max_objects}")
+    if args.max_clicks < 5:
+        raise CliError(
+            f"--max-clicks must be at least 5 (IoU after 5 clicks), got {args.max_clicks}"
+        )
+    try:
+        items = load_source(
+            dataset=args.dataset,
+            folder=args.folder,
+            image=args.image,
+            labels=args.labels,
+            class_name=args.class_name,
+        )
+    except EvalDataError as exc:
+        raise CliError(str(exc)) from exc
+    predictor = None
+    label = None
+    if not args.no_seem:
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        try:
+            predictor, label = build_predictor(
+                args.model,
+                checkpoint=args.checkpoint,
+                device=args.device,
+                allow_random=args.allow_random_weights,
+            )
+        except WeightsUnavailable as exc:
+            raise CliError(str(exc)) from exc
+        except (ValueError, OSError) as exc:
+            raise CliError(f"cannot load {args.model}: {exc}") from exc
+    name = args.dataset or args.folder or f"{args.image} + {args.labels}"
+    result = evaluate(
+        items,
+        dataset=name,
+        predictor=predictor,
+        model=label,
+        seem_skipped="--no-seem" if args.no_seem else None,
+        baselines=not args.no_baselines,
+        max_objects=args.max_objects or None,
+        max_clicks=args.max_clicks,
+        log=lambda m: print(m, file=sys.stderr, flush=True),
+    )
+    json_path, md_path = write_report(result, Path(args.out))
+    print(render_markdown(result))
+    print(f"wrote {json_path} and {md_path}", file=sys.stderr)
+    return 0

@@ -1,0 +1,326 @@
+"""The ``napari-seem`` command line.
+
+Every subcommand imports what it needs when it runs, so ``napari-seem --help`` is instant
+and never imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from napari_seem.cli._common import RANDOM_WEIGHTS_NOTE, CliError
+
+__all__ = ["build_parser", "main"]
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from napari_seem.core import hub as weights
+
+    if args.models_command == "download":
+        from tqdm import tqdm
+
+        bars: list[tqdm] = []  # created on the first block, so errors print no empty bar
+
+        def progress(done: int, total: int | None) -> None:
+            if not bars:
+                bars.append(tqdm(total=total, unit="B", unit_scale=True, desc=args.name))
+            bars[0].update(done - bars[0].n)
+
+        try:
+            path = weights.download_official(args.name, progress=progress, force=args.force)
+        except weights.DownloadError as exc:
+            raise CliError(str(exc)) from exc
+        finally:
+            for bar in bars:
+                bar.close()
+        print(f"{args.name}: {path}")
+        return 0
+
+    from napari_seem.core.variants import VARIANT_SUMMARIES
+
+    print(f"{'variant':<18} {'backbone':<24} weights")
+    for name, summary in VARIANT_SUMMARIES.items():
+        if name in weights.OFFICIAL_WEIGHTS:
+            cached = weights.cached_path(name)
+            where = (
+                str(cached) if cached else (f"not downloaded (napari-seem models download {name})")
+            )
+        else:
+            where = summary.weights
+        print(f"{name:<18} {summary.backbone:<24} {where}")
+    print(f"\ncache: {weights.cache_dir()}  (set NAPARI_SEEM_CACHE to move it)")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    import numpy as np
+    from scipy import ndimage
+
+    from napari_seem.core.export import write_labels_zarr, write_overlay_png
+    from napari_seem.core.hub import cached_path
+    from napari_seem.core.prompts import ObjectPrompt
+    from napari_seem.core.visual import Points
+    from napari_seem.datasets.synthetic import synthetic_nuclei
+    from napari_seem.model.build import build_seem
+    from napari_seem.model.checkpoint import CheckpointError
+    from napari_seem.predict.predictor import SeemPredictor
+
+    out = Path(args.out)
+    labels_path = out / "labels.zarr"
+    if labels_path.exists() and not args.overwrite:
+        raise CliError(f"{labels_path} exists; pass --overwrite or choose another --out")
+    checkpoint = args.checkpoint or (
+        cached_path(args.variant) if args.variant.endswith("-v1") else None
+    )
+    if checkpoint is None and args.variant.endswith("-v1"):
+        raise CliError(
+            f"{args.variant} needs weights: pass --checkpoint PATH or run "
+            f"`napari-seem models download {args.variant}`"
+        )
+    from napari_seem.core.variants import seem_lite_shipped
+
+    shipped = args.variant == "seem-lite" and seem_lite_shipped()
+    if checkpoint is None and not shipped:
+        print(RANDOM_WEIGHTS_NOTE.format(variant=args.variant), file=sys.stderr)
+    try:
+        model = build_seem(args.variant, checkpoint=checkpoint, device=args.device)
+    except (CheckpointError, ValueError) as exc:
+        raise CliError(str(exc)) from exc
+
+    scene = synthetic_nuclei((384, 512), seed=args.seed)
+    predictor = SeemPredictor(model)
+    start = time.perf_counter()
+    predictor.set_image(scene.image)
+    encoded = time.perf_counter()
+    # one click at the centre of each of the first nuclei, as a user would click
+    ids = np.arange(1, min(args.clicks, int(scene.labels.max())) + 1)
+    centres = ndimage.center_of_mass(scene.labels > 0, scene.labels, ids)
+    objects = [ObjectPrompt((Points.click(r, c),), label="nucleus") for r, c in centres]
+    result = predictor.predict(objects, vocabulary=["nucleus", "background"])
+    done = time.perf_counter()
+    labels = result.to_labels()
+    ious = []
+    for obj, i in zip(result, ids, strict=True):
+        truth = scene.labels == i
+        pred = obj.full(scene.image.shape)
+        ious.append((truth & pred).sum() / max((truth | pred).sum(), 1))
+    out.mkdir(parents=True, exist_ok=True)
+    write_labels_zarr(
+        labels_path,
+        labels,
+        result.class_table(),
+        attrs={
+            "model": args.variant,
+            "weights": str(checkpoint) if checkpoint else ("shipped" if shipped else "random"),
+        },
+        overwrite=args.overwrite,
+    )
+    png = write_overlay_png(out / "overlay.png", scene.image, labels)
+    print(
+        f"{len(result)} clicks on synthetic nuclei with {args.variant}: encode "
+        f"{encoded - start:.2f} s, decode {done - encoded:.2f} s, mean IoU vs truth "
+        f"{float(np.mean(ious)):.3f}"
+    )
+    print(f"labels:  {labels_path}  (uint32, class table in attrs['napari_seem'])")
+    print(f"overlay: {png}")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+    import os
+    import secrets
+    from pathlib import Path
+
+    import uvicorn
+
+    from napari_seem.engine import Engine, InvalidRequestError
+    from napari_seem.engine.core import DEFAULT_MAX_UPLOAD_BYTES
+    from napari_seem.model.build import build_seem
+    from napari_seem.model.checkpoint import CheckpointError
+    from napari_seem.remote.server import bind_socket, check_bind_host, create_app
+
+    given = args.token or os.environ.get("NAPARI_SEEM_TOKEN") or None
+    try:  # before loading the model: a refused host fails fast
+        check_bind_host(args.host, allow_remote=args.allow_remote, token=given)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    token = given or secrets.token_urlsafe(24)
+    roots = [r if "://" in r else str(Path(r).expanduser().resolve()) for r in args.allow_root] or [
+        str(Path.cwd())
+    ]
+    if args.checkpoint is None:
+        print(RANDOM_WEIGHTS_NOTE.format(variant=args.variant), file=sys.stderr)
+    try:
+        model = build_seem(args.variant, checkpoint=args.checkpoint, device=args.device)
+        engine = Engine(
+            model,
+            tile=args.tile,
+            halo=args.halo,
+            cache_dir=args.cache_dir,
+            max_upload_bytes=args.max_upload_bytes or DEFAULT_MAX_UPLOAD_BYTES,
+            work_dir=args.weights_dir,
+        )
+    except (CheckpointError, InvalidRequestError, ValueError) as exc:
+        raise CliError(str(exc)) from exc
+    app = create_app(engine, token=token, allowed_roots=roots)
+    try:
+        sock = bind_socket(args.host, args.port)
+    except OSError as exc:
+        engine.close()
+        raise CliError(f"cannot listen on {args.host}:{args.port}: {exc}") from exc
+    port = sock.getsockname()[1]
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"allowed roots: {', '.join(roots)}", file=sys.stderr, flush=True)
+    # One line a parent process parses (SeemClient.spawn_local): keep its format stable.
+    print(f"napari-seem serve: listening on http://{host}:{port} token={token}", flush=True)
+    logging.basicConfig(level=logging.WARNING)
+    config = uvicorn.Config(app, log_level=args.log_level, access_log=False)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
+        engine.close()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="napari-seem",
+        description="SEEM promptable segmentation for napari, Jupyter and the command line.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    models = sub.add_parser("models", help="list model variants and where their weights are")
+    models_sub = models.add_subparsers(dest="models_command", metavar="ACTION")
+    download = models_sub.add_parser("download", help="fetch official weights into the cache")
+    download.add_argument("name", help="variant, e.g. seem-focalt-v1")
+    download.add_argument("--force", action="store_true", help="download again")
+    models.set_defaults(func=_cmd_models)
+
+    from napari_seem.core.variants import DEFAULT_VARIANT
+
+    demo = sub.add_parser(
+        "demo", help="segment a sample image by clicking on it; write labels.zarr + overlay.png"
+    )
+    demo.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
+    demo.add_argument("--variant", default=DEFAULT_VARIANT, help="model variant")
+    demo.add_argument("--checkpoint", default=None, help="weights file (.pt/.safetensors)")
+    demo.add_argument("--device", default="auto", help="cpu, cuda, mps or auto")
+    demo.add_argument("--clicks", type=int, default=8, help="objects to click (default 8)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the synthetic image")
+    demo.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    demo.set_defaults(func=_cmd_demo)
+
+    serve = sub.add_parser(
+        "serve",
+        help="run the model as an HTTP server (napari / Jupyter connect to it)",
+        description="Serve the engine over HTTP. Prints 'napari-seem serve: listening on "
+        "http://HOST:PORT token=TOKEN' once the model is loaded.",
+    )
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface (default 127.0.0.1); a non-loopback one needs --allow-remote",
+    )
+    serve.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a non-loopback --host (e.g. 0.0.0.0); needs an explicit --token or "
+        "$NAPARI_SEEM_TOKEN of at least 16 characters. The token travels in clear text: "
+        "prefer an SSH tunnel or a TLS proxy",
+    )
+    serve.add_argument("--port", type=int, default=0, help="port; 0 picks a free one (default)")
+    serve.add_argument(
+        "--token",
+        default=None,
+        help="bearer token clients must send (default: $NAPARI_SEEM_TOKEN, else generated)",
+    )
+    serve.add_argument("--variant", default=DEFAULT_VARIANT, help="model variant")
+    serve.add_argument("--checkpoint", default=None, help="weights file (.pt/.safetensors)")
+    serve.add_argument(
+        "--allow-root",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="directory (or URL prefix) whose images clients may open; repeatable "
+        "(default: the current directory)",
+    )
+    serve.add_argument("--tile", type=int, default=512, help="model tile size (default 512)")
+    serve.add_argument("--halo", type=int, default=64, help="tile context pixels (default 64)")
+    serve.add_argument("--device", default="auto", help="cpu, cuda, mps or auto")
+    serve.add_argument(
+        "--cache-dir",
+        default=None,
+        metavar="DIR",
+        help="folder for disk feature caches (one zarr store per image, level and plane; a "
+        "store made for another model or tiling is refused); default: memory only",
+    )
+    serve.add_argument(
+        "--weights-dir",
+        default=None,
+        metavar="DIR",
+        help="folder where fine_tune jobs write weight files (clients may switch to any file "
+        "in it); default: weights/ under --cache-dir, else a new temporary folder",
+    )
+    serve.add_argument(
+        "--max-upload-bytes",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="most bytes of uploaded in-memory images the server holds at once (default "
+        "512 MiB); one upload request stays limited to 16 MiB compressed, so open large "
+        "images by path",
+    )
+    serve.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
+    serve.set_defaults(func=_cmd_serve)
+
+    from napari_seem.cli.segment import add_parser as add_segment_parser
+
+    add_segment_parser(sub)
+
+    from napari_seem.cli.train import add_parser as add_train_parser
+
+    add_train_parser(sub)
+
+    from napari_seem.cli.eval import add_parser as add_eval_parser
+
+    add_eval_parser(sub)
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args))
+    except CliError as exc:
+        print(f"napari-seem: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("napari-seem: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""``napari-seem train``: fine-tune on labelled images, or rebuild the shipped seem-lite.
+
+Examples::
+
+    napari-seem train --tiff-folder data/ --class-name nucleus --steps 300 --out my.safetensors
+    napari-seem train --zarr labelled.zarr --class-name cell --resume-dir runs/cells
+    napari-seem train --ome-zarr image.ome.zarr --class-name nucleus --tasks spatial
+    napari-seem train --recipe seem-lite --resume-dir out/seem-lite-train
+
+The parser is built without importing torch; the work imports it when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``train`` subcommand to an ``argparse`` subparsers object."""
+    p = subparsers.add_parser(
+        "train",
+        help="fine-tune a model on labelled images (or rebuild the shipped seem-lite)",
+        description="Train the SEEM decoder on images with instance labels and class names. "
+        "Writes a .safetensors file with the trained parts; load it with "
+        "`--variant seem-lite --checkpoint FILE` or napari_seem.train.load_finetuned.",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--tiff-folder", help="folder of NAME.tif + NAME_labels.tif pairs")
+    src.add_argument("--zarr", help="zarr group with 'image' and 'labels' arrays")
+    src.add_argument("--ome-zarr", help="OME-Zarr image with a labels/ group")
+    src.add_argument(
+        "--recipe", choices=["seem-lite"], help="rebuild the shipped seem-lite weights"
+    )
+    p.add_argument("--class-name", default="object", help="class of every labelled object")
+    p.add_argument("--labels-suffix", default="_labels", help="TIFF label suffix (_labels)")
+    p.add_argument("--base", default="seem-lite", help="variant to start from (seem-lite)")
+    p.add_argument("--checkpoint", default=None, help="base weights (official variants)")
+    p.add_argument(
+        "--out", default=None, help="output .safetensors (default ./seem-finetuned.safetensors)"
+    )
+    p.add_argument("--resume-dir", default=None, help="resumable checkpoints (last.pt) here")
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default 300)")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--crop", type=int, default=None, help="crop side, multiple of 32 (256)")
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument(
+        "--tasks",
+        default=None,
+        help="comma list of object,grounding,spatial (default all; 'spatial' when only "
+        "some objects are labelled)",
+    )
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--device", default="auto", help="cpu, cuda, mps or auto")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Body of ``napari-seem train``."""
+    from pathlib import Path
+
+    if args.recipe == "seem-lite":
+        from napari_seem.train.recipe import default_out_dir, run_seem_lite_recipe
+
+        path = run_seem_lite_recipe(
+            args.resume_dir or default_out_dir(),
+            export_to=args.out,
+            steps=args.steps,
+            device=args.device,
+            progress=not args.no_progress,
+        )
+        print(f"weights: {path}")
+        return 0
+
+    from napari_seem.train import data as tdata
+
+    try:
+        if args.tiff_folder:
+            items = tdata.from_tiff_folder(
+                args.tiff_folder, args.class_name, labels_suffix=args.labels_suffix
+            )
+        elif args.zarr:
+            items = tdata.from_zarr(args.zarr, args.class_name)
+        else:
+            items = tdata.from_ome_zarr(args.ome_zarr, args.class_name)
+    except tdata.TrainingDataError as exc:
+        from napari_seem.cli._common import CliError
+
+        raise CliError(str(exc)) from exc
+    options: dict[str, Any] = {"device": args.device}
+    for name in ("steps", "batch_size", "crop", "lr", "seed"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    if args.tasks:
+        options["tasks"] = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
+    if args.threads:
+        options["num_threads"] = args.threads
+    out = Path(args.out or "seem-finetuned.safetensors")
+    from napari_seem.train.api import fine_tune  # torch: only once the inputs are valid
+
+    path = fine_tune(
+        items,
+        base=args.base,
+        checkpoint=args.checkpoint,
+        out=out,
+        resume_dir=args.resume_dir,
+        progress=not args.no_progress,
+        **options,
+    )
+    print(f"{len(items)} images -> weights: {path}")
+    return 0

@@ -1,0 +1,424 @@
+"""Built-in job kinds of the engine (each a ``check`` and a ``runner``; see
+:meth:`napari_seem.engine.Engine.register_job_kind`).
+
+``encode_region``: encode every tile whose core meets a level-0 box into the session's
+feature cache (prefetch: the first click there is then decoder-only). Parameters:
+``box=(row0, col0, row1, col1)``, max exclusive, default the whole image. Progress counts
+tiles; it stores no result.
+
+``segment``: segment everything (a vocabulary) or every instance of a phrase over a
+level-0 region, with the batch package's seam-aware merge (an object crossing a tile
+border gets one id). It runs :func:`napari_seem.batch.segment_image` in the engine's
+worker thread on the session's image, plane and level, reusing the session's feature cache
+and holding ``engine.model_lock`` for each tile's encode + decode (clicks interleave
+between tiles). Parameters:
+
+- ``vocabulary``: class names (a list, or one comma-separated string), or
+- ``text``: a phrase (every instance of it); exactly one of the two;
+- ``mode`` (vocabulary only): ``"auto"`` (default: ``"points"`` for models that decode
+  prompts in windows, such as seem-lite, else ``"panoptic"``), ``"panoptic"``,
+  ``"instance"``, ``"semantic"`` or ``"points"`` (prompt a grid of points; see
+  ``SeemPredictor.segment_everything``); the job runs and records the concrete mode;
+- ``box``: level-0 ``(row0, col0, row1, col1)``, max exclusive; default the whole image;
+  every tile whose core meets it is segmented, the answer covers exactly the box;
+- ``out``: optional zarr path to write the labels to (over HTTP it must lie inside the
+  server's allowed roots, like image paths). An existing ``out`` holding an unfinished run
+  of the same configuration is resumed (finished tiles are skipped), one of another
+  configuration or anything else is refused; it is never overwritten;
+- ``object_mask_threshold`` (0.4), ``overlap_threshold`` (0.8), ``text_threshold``
+  (0.05), ``min_area`` (16 pixels of the segmented level): as in
+  :func:`~napari_seem.batch.segment_image` / ``SeemPredictor.segment_everything``.
+
+Progress counts the tiles (``total`` = tiles whose core meets the box, on the session's
+level); cancel takes effect between tiles (state ``"cancelled"``; with ``out`` the run
+resumes when started again).
+
+**Result.** Without ``out``: a :class:`~napari_seem.core.labels.LabelsCrop` over exactly
+the box in level-0 pixels (a session on a coarser level is upsampled nearest-neighbour, as
+every engine answer), ``offset`` = the box's top-left; its class table has one row per id
+present in the crop: ``id`` (the run's global id, not necessarily consecutive),
+``class_name``, ``score`` (= ``class_score``), ``area`` and ``bbox``
+(``[row_min, col_min, row_max, col_max]`` level-0 image pixels, max exclusive) of the
+object's part inside the box, ``pieces`` (tiles it spans) and ``source``
+(the concrete mode: ``"panoptic"``, ``"instance"``, ``"semantic"`` or ``"points"``;
+``"grounding"`` for a phrase). The labels are
+built in a temporary zarr store that is deleted afterwards; a box over
+``engine.max_result_pixels`` level-0 pixels is refused (pass ``out``, or run
+``napari-seem segment``). With ``out``: an empty (0 x 0) ``LabelsCrop`` at the box's
+top-left whose ``output`` says where the labels went: ``labels`` (zarr array path, pixels
+of the session's level), ``class_table`` (CSV path), ``objects``, ``shape``, ``level``,
+``tiles``, ``tiles_skipped``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from napari_seem.core.labels import LabelsCrop
+from napari_seem.core.modes import (
+    DEFAULT_EVERYTHING_MODE,
+    EVERYTHING_MODES,
+    everything_mode_error,
+    resolve_everything_mode,
+)
+from napari_seem.core.tiling import Tile
+from napari_seem.engine.errors import InvalidRequestError
+from napari_seem.engine.jobs import JobCancelled, JobRecord
+
+if TYPE_CHECKING:
+    from napari_seem.engine.core import Engine, JobPlan, Session
+
+__all__ = [
+    "DEFAULT_MAX_RESULT_PIXELS",
+    "SEGMENT_MODES",
+    "check_encode_region",
+    "check_segment",
+    "run_encode_region",
+    "run_segment",
+]
+
+SEGMENT_MODES = EVERYTHING_MODES
+"""Valid ``mode`` values of a ``segment`` job (the default, ``"auto"``, first)."""
+DEFAULT_MAX_RESULT_PIXELS = 8192 * 8192
+"""Largest level-0 box a ``segment`` job returns as a labels crop (larger: pass ``out``)."""
+
+_SEGMENT_PARAMS = frozenset(
+    {
+        "vocabulary",
+        "text",
+        "mode",
+        "box",
+        "out",
+        "object_mask_threshold",
+        "overlap_threshold",
+        "text_threshold",
+        "min_area",
+    }
+)
+_OVERLAP_DEFAULT = 0.8
+
+
+def check_encode_region(engine: Engine, session: Session, params: dict[str, Any]) -> JobPlan:
+    """The tiles to encode (``tiles``); refuses parameters other than ``box``."""
+    from napari_seem.engine.core import JobPlan, check_box
+
+    unknown = set(params) - {"box"}
+    if unknown:
+        raise InvalidRequestError(
+            f"encode_region takes only box=(row0, col0, row1, col1); got {sorted(unknown)}"
+        )
+    shape = session.frame.image_shape
+    box = params.get("box")
+    level0 = check_box((0, 0, *shape) if box is None else box, shape)
+    tiles = session.grid.tiles_touching(session.frame.box_to_level(level0))
+    return JobPlan({"tiles": tiles}, total=len(tiles))
+
+
+def run_encode_region(
+    engine: Engine, job: JobRecord, session: Session, *, tiles: list[Tile]
+) -> None:
+    """Encode ``tiles`` not yet cached, in order; cancellable between tiles."""
+    for count, tile in enumerate(tiles, start=1):
+        job.raise_if_cancelled()
+        if tile.index not in session.cache:
+            with engine.model_lock:
+                engine.encoded(session, tile)
+        job.emit(done=count)
+
+
+# ---------------------------------------------------------------------------- segment
+
+
+def check_segment(engine: Engine, session: Session, params: dict[str, Any]) -> JobPlan:
+    """Validate a ``segment`` job's parameters (module docstring) and count its tiles."""
+    from napari_seem.engine.core import JobPlan, check_box
+
+    unknown = set(params) - _SEGMENT_PARAMS
+    if unknown:
+        raise InvalidRequestError(
+            f"segment takes {sorted(_SEGMENT_PARAMS)}; got unknown {sorted(unknown)}"
+        )
+    vocabulary = _vocabulary(params.get("vocabulary"))
+    text = params.get("text")
+    if text is not None and (not isinstance(text, str) or not text.strip()):
+        raise InvalidRequestError(f"text must be a non-empty phrase, e.g. 'nucleus'; got {text!r}")
+    if (vocabulary is None) == (text is None):
+        raise InvalidRequestError(
+            "segment needs exactly one of vocabulary (class names, e.g. ['nucleus', 'cell']) "
+            "and text (a phrase: every instance of it); got "
+            + ("both" if text is not None else "neither")
+        )
+    mode = params.get("mode", DEFAULT_EVERYTHING_MODE)
+    if not isinstance(mode, str) or mode not in SEGMENT_MODES:
+        raise InvalidRequestError(everything_mode_error(mode))
+    shape = session.frame.image_shape
+    box = params.get("box")
+    level0 = check_box((0, 0, *shape) if box is None else box, shape)
+    region = session.frame.box_to_level(level0)
+    tiles = session.grid.tiles_touching(region)
+    out = _out_path(params.get("out"))
+    pixels = (level0[2] - level0[0]) * (level0[3] - level0[1])
+    limit = int(getattr(engine, "max_result_pixels", DEFAULT_MAX_RESULT_PIXELS))
+    if out is None and pixels > limit:
+        raise InvalidRequestError(
+            f"the box {level0} has {pixels} level-0 pixels; a segment job returns at most "
+            f"{limit} pixels as a labels crop: pass out='.../labels.zarr' (a zarr path the "
+            "server may write, inside its allowed roots) to write the labels there, segment "
+            "a smaller box=, or run `napari-seem segment IMAGE --out LABELS.zarr` on the image"
+        )
+    plan = {
+        "vocabulary": vocabulary,
+        "text": None if text is None else text.strip(),
+        "mode": mode,
+        "box": level0,
+        "region": region,
+        "out": out,
+        "object_mask_threshold": _fraction(params, "object_mask_threshold", 0.4),
+        "overlap_threshold": _fraction(params, "overlap_threshold", _OVERLAP_DEFAULT),
+        "text_threshold": _fraction(params, "text_threshold", 0.05),
+        "min_area": _count(params, "min_area", 16),
+        "tiles": len(tiles),
+    }
+    return JobPlan(plan, total=len(tiles))
+
+
+def _vocabulary(value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(v, str) for v in items):
+        raise InvalidRequestError(
+            f"vocabulary must be a list of class names (strings); got {value!r}"
+        )
+    names = tuple(v.strip() for v in items)
+    if not names or not all(names):
+        raise InvalidRequestError(
+            f"vocabulary must list at least one non-empty class name, e.g. ['nucleus', "
+            f"'cell']; got {value!r}"
+        )
+    if len(set(names)) != len(names):
+        raise InvalidRequestError(f"vocabulary repeats a class name: {list(names)}")
+    return names
+
+
+def _fraction(params: dict[str, Any], name: str, default: float) -> float:
+    value = params.get(name, default)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (math.isfinite(value) and 0.0 <= value <= 1.0)
+    ):
+        raise InvalidRequestError(f"{name} must be a number between 0 and 1; got {value!r}")
+    return float(value)
+
+
+def _count(params: dict[str, Any], name: str, default: int) -> int:
+    value = params.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidRequestError(f"{name} must be a non-negative integer; got {value!r}")
+    return int(value)
+
+
+def _out_path(value: Any) -> str | None:
+    """``out`` as a local path; refuses URLs and things that are not a napari-seem run."""
+    if value is None:
+        return None
+    if not isinstance(value, str | Path) or not str(value).strip():
+        raise InvalidRequestError(f"out must be a zarr path, e.g. 'labels.zarr'; got {value!r}")
+    if "://" in str(value):
+        raise InvalidRequestError(
+            f"out={value!r}: the segment job writes to a local (or mounted) folder only; "
+            "give a file system path"
+        )
+    from napari_seem.batch.store import MANIFEST_NAME
+
+    path = Path(value).expanduser()
+    if (path.exists() or path.is_symlink()) and not (path / MANIFEST_NAME).is_file():
+        raise InvalidRequestError(
+            f"out={str(value)!r} exists and is not a napari-seem labels run; the segment job "
+            "never overwrites: choose a new path (an unfinished run of the same job is "
+            "resumed)"
+        )
+    return str(path)
+
+
+class _WithOverlap:
+    """The engine's predictor with another panoptic ``overlap_threshold`` (a view: every
+    other attribute is the predictor's own)."""
+
+    def __init__(self, predictor: Any, overlap_threshold: float) -> None:
+        self._predictor = predictor
+        self._overlap = overlap_threshold
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._predictor, name)
+
+    def segment_everything(self, vocabulary: Sequence[str], **kwargs: Any) -> Any:
+        kwargs.setdefault("overlap_threshold", self._overlap)
+        return self._predictor.segment_everything(vocabulary, **kwargs)
+
+
+def run_segment(
+    engine: Engine,
+    job: JobRecord,
+    session: Session,
+    *,
+    vocabulary: tuple[str, ...] | None,
+    text: str | None,
+    mode: str,
+    box: tuple[int, int, int, int],
+    region: tuple[int, int, int, int],
+    out: str | None,
+    object_mask_threshold: float,
+    overlap_threshold: float,
+    text_threshold: float,
+    min_area: int,
+    tiles: int,
+) -> LabelsCrop:
+    """Segment the region with :func:`~napari_seem.batch.segment_image` (module docstring)."""
+    from napari_seem.batch.runner import segment_image
+    from napari_seem.batch.store import BatchConfigError
+
+    shown = -1
+
+    def progress(done: int, _total: int) -> None:
+        # the runner counts tiles, then chunk writes: report tiles only
+        nonlocal shown
+        if min(done, tiles) != shown:
+            shown = min(done, tiles)
+            job.emit(done=shown, total=tiles)
+
+    def encode(tile: Tile) -> Any:
+        return engine.encoded(session, tile)  # the runner holds engine.model_lock
+
+    predictor: Any = engine.predictor
+    mode = resolve_everything_mode(mode, predictor)  # "auto" -> what the model runs
+    if overlap_threshold != _OVERLAP_DEFAULT:
+        predictor = _WithOverlap(predictor, overlap_threshold)
+    plane = session.plane
+    with contextlib.ExitStack() as stack:
+        if out is None:
+            scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="napari-seem-job-"))
+            target = Path(scratch) / "labels.zarr"
+        else:
+            target = Path(out)
+        try:
+            summary = segment_image(
+                session.source,
+                target,
+                vocabulary=list(vocabulary) if vocabulary else None,
+                text=text,
+                mode=mode,  # type: ignore[arg-type]
+                tile=engine.tile,
+                halo=engine.halo,
+                level=session.frame.level,
+                planes=[plane] if plane else "all",
+                region=region,
+                model=predictor,
+                progress=progress,
+                cancel=job.cancel,
+                encode=encode,
+                lock=engine.model_lock,
+                object_mask_threshold=object_mask_threshold,
+                text_threshold=text_threshold,
+                min_area=min_area,
+            )
+        except BatchConfigError as exc:
+            raise InvalidRequestError(str(exc)) from None
+        except Exception:
+            if job.cancel.is_set():  # e.g. the session was closed under the run
+                raise JobCancelled(job.job_id) from None
+            raise
+        if summary.status == "cancelled" or job.cancel.is_set():
+            raise JobCancelled(job.job_id)
+        if out is not None:
+            return LabelsCrop(
+                np.zeros((0, 0), np.uint32),
+                box[:2],
+                session.frame.image_shape,
+                plane=plane,
+                output={
+                    "labels": summary.labels,
+                    "class_table": summary.class_table,
+                    "objects": summary.objects,
+                    "shape": list(summary.shape),
+                    "level": session.frame.level,
+                    "tiles": summary.tiles,
+                    "tiles_skipped": summary.tiles_skipped,
+                },
+            )
+        source = "grounding" if text is not None else mode
+        return _crop(summary.labels, session, box, region, source)
+
+
+def _crop(
+    path: str,
+    session: Session,
+    box: tuple[int, int, int, int],
+    region: tuple[int, int, int, int],
+    source: str,
+) -> LabelsCrop:
+    """The level-0 labels over ``box`` from the run's zarr array, with a class table."""
+    import zarr
+    from scipy import ndimage
+
+    array: Any = zarr.open_array(path, mode="r")
+    table = {int(row["id"]): row for row in array.attrs["napari_seem"]["classes"]}
+    lr0, lc0, lr1, lc1 = region
+    level = np.asarray(array[(*session.plane, slice(lr0, lr1), slice(lc0, lc1))], np.uint32)
+    labels = _to_level0(level, session, box, region)
+    r0, c0 = box[0], box[1]
+    rows = []
+    if labels.size:
+        ids, areas = np.unique(labels[labels > 0], return_counts=True)
+        slices = ndimage.find_objects(labels)
+        for gid, area in zip(ids.tolist(), areas.tolist(), strict=True):
+            found = slices[gid - 1]
+            assert found is not None
+            row = table.get(gid, {})
+            score = float(row.get("score", 0.0))
+            rows.append(
+                {
+                    "id": gid,
+                    "class_name": row.get("class_name"),
+                    "score": score,
+                    "class_score": score if row.get("class_name") is not None else None,
+                    "area": int(area),
+                    "bbox": [
+                        r0 + found[0].start,
+                        c0 + found[1].start,
+                        r0 + found[0].stop,
+                        c0 + found[1].stop,
+                    ],
+                    "pieces": int(row.get("pieces", 1)),
+                    "source": source,
+                }
+            )
+    return LabelsCrop(labels, (r0, c0), session.frame.image_shape, tuple(rows), session.plane)
+
+
+def _to_level0(
+    level: npt.NDArray[np.uint32],
+    session: Session,
+    box: tuple[int, int, int, int],
+    region: tuple[int, int, int, int],
+) -> npt.NDArray[np.uint32]:
+    """Labels read over the level window ``region`` -> level-0 ``box`` pixels (nearest:
+    level-0 pixel ``r`` takes level pixel ``floor((r + 0.5) / factor)``)."""
+    frame = session.frame
+    if frame.is_identity:
+        return level
+    index = []
+    for axis in (0, 1):
+        start, stop = box[axis], box[axis + 2]
+        source = np.floor((np.arange(start, stop) + 0.5) / frame.factors[axis]).astype(np.int64)
+        index.append(np.clip(source - region[axis], 0, level.shape[axis] - 1))
+    return np.ascontiguousarray(level[np.ix_(index[0], index[1])])

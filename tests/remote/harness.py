@@ -1,0 +1,43 @@
+"""A real uvicorn server on 127.0.0.1 in a background thread, for the engine tests."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import uvicorn
+
+from napari_seem.remote.server import bind_socket
+
+
+@contextmanager
+def served(app: Any, *, start_timeout: float = 30.0) -> Iterator[str]:
+    """Serve ``app`` on a free loopback port; yields its base URL, stops it on exit."""
+    sock = bind_socket("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + start_timeout
+        while not server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def wait_for_job(client: Any, job_id: str, timeout: float = 180) -> Any:
+    """Poll a job over HTTP until it is done, failed or cancelled; return its status."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = client.job_status(job_id).result(30)
+        if status.state in ("done", "failed", "cancelled"):
+            return status
+        assert time.monotonic() < deadline, f"job {job_id} did not finish: {status}"
+        time.sleep(0.05)
