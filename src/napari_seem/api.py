@@ -40,6 +40,7 @@ from napari_seem.core.modes import (
     everything_mode_error,
     resolve_everything_mode,
 )
+from napari_seem.core.progress import Cancelled  # the one cancelled exception
 from napari_seem.core.prompts import (
     Box,
     MaskPrompt,
@@ -84,10 +85,6 @@ WHOLE_PLANE_SIDE = 1024
 
 #: ``progress(done, total)``: work units (tiles) finished so far.
 ProgressCallback = Callable[[int, int], None]
-
-
-class Cancelled(Exception):
-    """A long job was cancelled through its ``cancel`` event."""
 
 
 # ----------------------------------------------------------------------------- models

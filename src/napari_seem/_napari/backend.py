@@ -29,6 +29,7 @@ import numpy as np
 
 from napari_seem.core.labels import LabelsCrop
 from napari_seem.core.modes import DEFAULT_EVERYTHING_MODE
+from napari_seem.core.progress import Cancelled  # the one cancelled exception
 from napari_seem.core.prompts import MaskPrompt, ObjectPrompt, Points, TextPrompt
 from napari_seem.core.results import ObjectMask
 from napari_seem.core.variants import DEFAULT_VARIANT
@@ -47,10 +48,6 @@ T = TypeVar("T")
 Progress = Callable[[int, int], None]
 #: ``progress(done, total, message)`` of a fine-tune (optimizer steps; the loss in text).
 StepProgress = Callable[[int, int, str], None]
-
-
-class Cancelled(Exception):
-    """A long run stopped because the user pressed Cancel."""
 
 
 @dataclass(frozen=True)

@@ -12,16 +12,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from napari_seem.core.progress import FINISHED_STATES, Cancelled
+
 __all__ = ["JobCancelled", "JobEvent", "JobRecord", "JobState"]
 
 JobState = Literal["queued", "running", "done", "cancelled", "failed"]
-FINISHED: frozenset[str] = frozenset({"done", "cancelled", "failed"})
+FINISHED: frozenset[str] = FINISHED_STATES
 
 _log = logging.getLogger(__name__)
 
 
-class JobCancelled(Exception):
-    """Raised by :meth:`JobRecord.raise_if_cancelled`; the engine marks the job cancelled."""
+#: Raised by :meth:`JobRecord.raise_if_cancelled`; the engine marks the job cancelled. The
+#: one :class:`napari_seem.core.progress.Cancelled` (this name is kept for one release).
+JobCancelled = Cancelled
 
 
 @dataclass(frozen=True)
