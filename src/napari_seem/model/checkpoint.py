@@ -22,6 +22,7 @@ __all__ = [
     "LoadReport",
     "file_sha256",
     "guess_variant",
+    "key_problems",
     "load_checkpoint",
     "read_state_dict",
     "rename_official",
@@ -125,7 +126,7 @@ def _listing(names: list[str]) -> str:
     return shown + (f", ... ({more} more)" if more > 0 else "")
 
 
-def _key_problems(
+def key_problems(
     state: Mapping[str, torch.Tensor],
     own: Mapping[str, torch.Tensor],
     wanted: Iterable[str],
@@ -189,7 +190,7 @@ def load_checkpoint(
     state = {k: v for k, v in state.items() if k not in set(dropped)}
 
     own = model.state_dict()
-    problems = _key_problems(state, own, own)
+    problems = key_problems(state, own, own)
     if problems:
         hint = ""
         guess = guess_variant(state)

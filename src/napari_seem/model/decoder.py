@@ -189,47 +189,24 @@ class SeemDecoder(nn.Module):
         """
         c = self.config
         run = self._resolve_tasks(tasks, grounding_tokens, visual_prompts, prev_mask)
-        if len(multi_scale_features) != c.num_feature_levels:
-            raise ValueError(f"expected {c.num_feature_levels} feature levels")
-        if class_embeddings is not None and logit_scale is None:
-            raise ValueError("class_embeddings need logit_scale")
-        sizes = [(f.shape[-2], f.shape[-1]) for f in multi_scale_features]
-        batch = mask_features.shape[0]
-        if image_memory is not None and list(image_memory.level_sizes) != sizes:
-            raise ValueError("image_memory was projected from features of another size")
-        if grounding_tokens is not None and grounding_tokens.shape[1] != batch:
-            raise ValueError(f"grounding_tokens batch {grounding_tokens.shape[1]} != {batch}")
-        if visual_prompts is not None and visual_prompts.pooled_pos.shape[1] != batch:
-            raise ValueError(f"visual prompt batch {visual_prompts.pooled_pos.shape[1]} != {batch}")
-
-        num_levels = c.num_feature_levels
-        groups: dict[Task, QueryGroup] = {}
-        if "object" in run:
-            groups["object"] = object_group(
-                self.query_feat.weight, self.query_embed.weight, batch=batch, num_levels=num_levels
-            )
-        if "grounding" in run:
-            assert grounding_tokens is not None
-            groups["grounding"] = grounding_group(
-                self.query_feat.weight,
-                self.query_embed.weight,
-                grounding_tokens,
-                grounding_padding,
-                num_levels=num_levels,
-            )
-        memory_index = None
-        if "spatial" in run:
-            assert visual_prompts is not None
-            first = slice(0, c.queries_per_prompt)
-            groups["spatial"], memory_index = spatial_group(
-                self.query_feat.weight[first],
-                self.query_embed.weight[first],
-                self.spatial_featured.weight,
-                self.spatial_embed.weight,
-                visual_prompts,
-                prev_mask,
-                level_sizes=sizes,
-            )
+        sizes = self._check_inputs(
+            multi_scale_features,
+            mask_features,
+            class_embeddings=class_embeddings,
+            logit_scale=logit_scale,
+            grounding_tokens=grounding_tokens,
+            visual_prompts=visual_prompts,
+            image_memory=image_memory,
+        )
+        groups, memory_index = self._build_groups(
+            run,
+            batch=mask_features.shape[0],
+            sizes=sizes,
+            grounding_tokens=grounding_tokens,
+            grounding_padding=grounding_padding,
+            visual_prompts=visual_prompts,
+            prev_mask=prev_mask,
+        )
 
         def predict(next_level: int | None) -> DecoderPrediction:
             return self._predict(
@@ -271,6 +248,77 @@ class SeemDecoder(nn.Module):
                 memory_indices=memory_index,
             )
         return DecoderOutput(**outputs, aux=tuple(aux))
+
+    def _check_inputs(
+        self,
+        multi_scale_features: Sequence[torch.Tensor],
+        mask_features: torch.Tensor,
+        *,
+        class_embeddings: torch.Tensor | None,
+        logit_scale: torch.Tensor | None,
+        grounding_tokens: torch.Tensor | None,
+        visual_prompts: VisualPromptTokens | None,
+        image_memory: ImageMemory | None,
+    ) -> list[tuple[int, int]]:
+        """Validate :meth:`forward`'s inputs; returns the ``(h_i, w_i)`` of each feature level."""
+        c = self.config
+        if len(multi_scale_features) != c.num_feature_levels:
+            raise ValueError(f"expected {c.num_feature_levels} feature levels")
+        if class_embeddings is not None and logit_scale is None:
+            raise ValueError("class_embeddings need logit_scale")
+        sizes = [(f.shape[-2], f.shape[-1]) for f in multi_scale_features]
+        batch = mask_features.shape[0]
+        if image_memory is not None and list(image_memory.level_sizes) != sizes:
+            raise ValueError("image_memory was projected from features of another size")
+        if grounding_tokens is not None and grounding_tokens.shape[1] != batch:
+            raise ValueError(f"grounding_tokens batch {grounding_tokens.shape[1]} != {batch}")
+        if visual_prompts is not None and visual_prompts.pooled_pos.shape[1] != batch:
+            raise ValueError(f"visual prompt batch {visual_prompts.pooled_pos.shape[1]} != {batch}")
+        return sizes
+
+    def _build_groups(
+        self,
+        run: frozenset[str],
+        *,
+        batch: int,
+        sizes: list[tuple[int, int]],
+        grounding_tokens: torch.Tensor | None,
+        grounding_padding: torch.Tensor | None,
+        visual_prompts: VisualPromptTokens | None,
+        prev_mask: torch.Tensor | None,
+    ) -> tuple[dict[Task, QueryGroup], torch.Tensor | None]:
+        """The query groups of the tasks in ``run`` (object, grounding, spatial, in that
+        order) and the spatial group's memory-to-prompt index (None without spatial)."""
+        c = self.config
+        num_levels = c.num_feature_levels
+        groups: dict[Task, QueryGroup] = {}
+        if "object" in run:
+            groups["object"] = object_group(
+                self.query_feat.weight, self.query_embed.weight, batch=batch, num_levels=num_levels
+            )
+        if "grounding" in run:
+            assert grounding_tokens is not None
+            groups["grounding"] = grounding_group(
+                self.query_feat.weight,
+                self.query_embed.weight,
+                grounding_tokens,
+                grounding_padding,
+                num_levels=num_levels,
+            )
+        memory_index = None
+        if "spatial" in run:
+            assert visual_prompts is not None
+            first = slice(0, c.queries_per_prompt)
+            groups["spatial"], memory_index = spatial_group(
+                self.query_feat.weight[first],
+                self.query_embed.weight[first],
+                self.spatial_featured.weight,
+                self.spatial_embed.weight,
+                visual_prompts,
+                prev_mask,
+                level_sizes=sizes,
+            )
+        return groups, memory_index
 
     def encode_visual_prompts(
         self,

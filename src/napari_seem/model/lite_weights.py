@@ -21,7 +21,7 @@ from torch import nn
 from napari_seem.model.checkpoint import (
     CheckpointError,
     LoadReport,
-    _key_problems,
+    key_problems,
     load_checkpoint,
     read_state_dict,
 )
@@ -91,7 +91,7 @@ def load_lite_weights(
     own = model.state_dict()
     if set(state) == set(own):
         return load_checkpoint(model, state, expected_variant="seem-lite")
-    problems = _key_problems(state, own, trained_keys(model))
+    problems = key_problems(state, own, trained_keys(model))
     if problems:
         raise CheckpointError(
             f"checkpoint {origin} does not fit seem-lite's trained parts: " + "; ".join(problems)
