@@ -43,19 +43,15 @@ from napari_seem._jupyter.state import (
     rgba_bytes,
     subsampled_mask,
 )
-from napari_seem.api import (
-    Backend,
-    Cancelled,
-    ImageHandle,
-    get_backend,
-    overview_rgb,
-)
+from napari_seem.api import get_backend
+from napari_seem.app.images import Backend, ImageHandle, overview_rgb
 from napari_seem.core.io import ImageSource, ImageSourceError, open_image
 from napari_seem.core.modes import (
     DEFAULT_EVERYTHING_MODE,
     EVERYTHING_MODES,
     EverythingMode,
 )
+from napari_seem.core.progress import Cancelled
 from napari_seem.core.prompts import (
     Box,
     Points,

@@ -1,0 +1,10 @@
+"""Qt-free application state shared by the scripting API, napari and Jupyter.
+
+- :mod:`~napari_seem.app.backend`: the one :class:`ModelBackend` protocol, with a local
+  (in-process Engine) and a remote (SeemClient) implementation;
+- :mod:`~napari_seem.app.images`: images opened on a backend (the scripting API's view);
+- :mod:`~napari_seem.app.arguments`: the scripting API's prompt arguments, checked;
+- :mod:`~napari_seem.app.models`: engines built from names, and their cache.
+
+Nothing here imports torch, Qt or ipywidgets at import time.
+"""
