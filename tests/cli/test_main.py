@@ -102,7 +102,7 @@ def test_serve_passes_cache_dir_and_upload_budget_to_the_engine(
     assert seen == {"cache_dir": cache, "max_upload_bytes": 1234}
     assert "listening on http://127.0.0.1:" in capsys.readouterr().out
     assert main([*args, "--halo", "16"]) == 0  # defaults: memory cache, the engine's budget
-    from napari_seem.engine.core import DEFAULT_MAX_UPLOAD_BYTES
+    from napari_seem.engine.sessions import DEFAULT_MAX_UPLOAD_BYTES
 
     assert seen == {"cache_dir": None, "max_upload_bytes": DEFAULT_MAX_UPLOAD_BYTES}
     with pytest.raises(SystemExit):

@@ -26,11 +26,11 @@ from napari_seem.core.results import ObjectMask, SegmentationResult
 from napari_seem.core.tiling import TileGrid
 from napari_seem.datasets.synthetic import synthetic_nuclei
 from napari_seem.engine import Engine, InvalidRequestError
-from napari_seem.engine.core import JobPlan, Session
 from napari_seem.engine.errors import ImageTooLargeError, UnknownImageError
 from napari_seem.engine.instances import TilePiece, merge_pieces
-from napari_seem.engine.jobs import JobRecord
+from napari_seem.engine.jobs import JobPlan, JobRecord
 from napari_seem.engine.levels import LevelFrame
+from napari_seem.engine.sessions import Session
 from napari_seem.model.build import build_seem
 from napari_seem.model.seem import SeemModel
 from napari_seem.remote.client import RemoteError, SeemClient

@@ -151,7 +151,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from napari_seem.engine import Engine, InvalidRequestError
-    from napari_seem.engine.core import DEFAULT_MAX_UPLOAD_BYTES
+    from napari_seem.engine.sessions import DEFAULT_MAX_UPLOAD_BYTES
     from napari_seem.model.build import build_seem
     from napari_seem.model.checkpoint import CheckpointError
     from napari_seem.remote.server import bind_socket, check_bind_host, create_app

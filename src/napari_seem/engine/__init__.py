@@ -20,27 +20,33 @@ from napari_seem.engine.errors import (
     UnknownJobError,
     UnknownSessionError,
 )
-from napari_seem.engine.jobs import JobCancelled, JobEvent, JobRecord, JobState
+from napari_seem.engine.jobs import (
+    JobCancelled,
+    JobEvent,
+    JobKind,
+    JobPlan,
+    JobRecord,
+    JobState,
+    JobStatus,
+)
 
 if TYPE_CHECKING:
-    from napari_seem.engine.core import (
-        Engine,
-        ImageInfo,
-        JobPlan,
-        JobStatus,
-        Session,
-        SessionInfo,
-    )
+    from napari_seem.engine.facade import Engine
+    from napari_seem.engine.sessions import ImageInfo, Session, SessionInfo
 
-_CORE = ("Engine", "ImageInfo", "JobPlan", "JobStatus", "Session", "SessionInfo")
+_SESSION_NAMES = ("ImageInfo", "Session", "SessionInfo")
 
 
 def __getattr__(name: str) -> Any:
-    # the engine core needs torch; the client (napari side) must not pay for it
-    if name in _CORE:
-        from napari_seem.engine import core
+    # the engine needs torch; the client (napari side) must not pay for it
+    if name == "Engine":
+        from napari_seem.engine.facade import Engine
 
-        return getattr(core, name)
+        return Engine
+    if name in _SESSION_NAMES:
+        from napari_seem.engine import sessions
+
+        return getattr(sessions, name)
     raise AttributeError(f"module 'napari_seem.engine' has no attribute {name!r}")
 
 
@@ -52,6 +58,7 @@ __all__ = [
     "InvalidRequestError",
     "JobCancelled",
     "JobEvent",
+    "JobKind",
     "JobPlan",
     "JobRecord",
     "JobResultUnavailableError",

@@ -48,11 +48,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_seem.engine.errors import InvalidRequestError, UnknownImageError
-from napari_seem.engine.jobs import JobCancelled, JobRecord
+from napari_seem.engine.jobs import JobCancelled, JobPlan, JobRecord
+from napari_seem.engine.sessions import Session
 
 if TYPE_CHECKING:
     from napari_seem.core.io import ImageSource
-    from napari_seem.engine.core import Engine, JobPlan, Session
+    from napari_seem.engine.facade import Engine
 
 __all__ = ["MAX_STEPS", "MAX_TRAIN_PIXELS", "check_fine_tune", "run_fine_tune"]
 
@@ -94,8 +95,6 @@ class _Item:
 
 def check_fine_tune(engine: Engine, session: Session, params: dict[str, Any]) -> JobPlan:
     """Validate a ``fine_tune`` job (module docstring); every refusal says what to do."""
-    from napari_seem.engine.core import JobPlan
-
     unknown = set(params) - _PARAMS
     if unknown:
         raise InvalidRequestError(

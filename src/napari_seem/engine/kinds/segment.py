@@ -1,12 +1,7 @@
-"""Built-in job kinds of the engine (each a ``check`` and a ``runner``; see
-:meth:`napari_seem.engine.Engine.register_job_kind`).
+"""The ``"segment"`` job kind (a ``check`` and a ``runner``; see
+:mod:`napari_seem.engine.kinds`).
 
-``encode_region``: encode every tile whose core meets a level-0 box into the session's
-feature cache (prefetch: the first click there is then decoder-only). Parameters:
-``box=(row0, col0, row1, col1)``, max exclusive, default the whole image. Progress counts
-tiles; it stores no result.
-
-``segment``: segment everything (a vocabulary) or every instance of a phrase over a
+It segments everything (a vocabulary) or every instance of a phrase over a
 level-0 region, with the batch package's seam-aware merge (an object crossing a tile
 border gets one id). It runs :func:`napari_seem.batch.segment_image` in the engine's
 worker thread on the session's image, plane and level, reusing the session's feature cache
@@ -71,17 +66,19 @@ from napari_seem.core.modes import (
 )
 from napari_seem.core.tiling import Tile
 from napari_seem.engine.errors import InvalidRequestError
-from napari_seem.engine.jobs import JobCancelled, JobRecord
+from napari_seem.engine.jobs import JobCancelled, JobPlan, JobRecord
+from napari_seem.engine.sessions import Session, region_tiles
 
 if TYPE_CHECKING:
-    from napari_seem.engine.core import Engine, JobPlan, Session
+    from napari_seem.batch.runner import RunSummary
+    from napari_seem.core.results import SegmentationResult
+    from napari_seem.engine.facade import Engine
+    from napari_seem.predict.predictor import EncodedImage, SeemPredictor
 
 __all__ = [
     "DEFAULT_MAX_RESULT_PIXELS",
     "SEGMENT_MODES",
-    "check_encode_region",
     "check_segment",
-    "run_encode_region",
     "run_segment",
 ]
 
@@ -106,41 +103,11 @@ _SEGMENT_PARAMS = frozenset(
 _OVERLAP_DEFAULT = 0.8
 
 
-def check_encode_region(engine: Engine, session: Session, params: dict[str, Any]) -> JobPlan:
-    """The tiles to encode (``tiles``); refuses parameters other than ``box``."""
-    from napari_seem.engine.core import JobPlan, check_box
-
-    unknown = set(params) - {"box"}
-    if unknown:
-        raise InvalidRequestError(
-            f"encode_region takes only box=(row0, col0, row1, col1); got {sorted(unknown)}"
-        )
-    shape = session.frame.image_shape
-    box = params.get("box")
-    level0 = check_box((0, 0, *shape) if box is None else box, shape)
-    tiles = session.grid.tiles_touching(session.frame.box_to_level(level0))
-    return JobPlan({"tiles": tiles}, total=len(tiles))
-
-
-def run_encode_region(
-    engine: Engine, job: JobRecord, session: Session, *, tiles: list[Tile]
-) -> None:
-    """Encode ``tiles`` not yet cached, in order; cancellable between tiles."""
-    for count, tile in enumerate(tiles, start=1):
-        job.raise_if_cancelled()
-        if tile.index not in session.cache:
-            with engine.model_lock:
-                engine.encoded(session, tile)
-        job.emit(done=count)
-
-
 # ---------------------------------------------------------------------------- segment
 
 
 def check_segment(engine: Engine, session: Session, params: dict[str, Any]) -> JobPlan:
     """Validate a ``segment`` job's parameters (module docstring) and count its tiles."""
-    from napari_seem.engine.core import JobPlan, check_box
-
     unknown = set(params) - _SEGMENT_PARAMS
     if unknown:
         raise InvalidRequestError(
@@ -159,11 +126,7 @@ def check_segment(engine: Engine, session: Session, params: dict[str, Any]) -> J
     mode = params.get("mode", DEFAULT_EVERYTHING_MODE)
     if not isinstance(mode, str) or mode not in SEGMENT_MODES:
         raise InvalidRequestError(everything_mode_error(mode))
-    shape = session.frame.image_shape
-    box = params.get("box")
-    level0 = check_box((0, 0, *shape) if box is None else box, shape)
-    region = session.frame.box_to_level(level0)
-    tiles = session.grid.tiles_touching(region)
+    level0, region, tiles = region_tiles(session, params.get("box"))
     out = _out_path(params.get("out"))
     pixels = (level0[2] - level0[0]) * (level0[3] - level0[1])
     limit = int(getattr(engine, "max_result_pixels", DEFAULT_MAX_RESULT_PIXELS))
@@ -250,20 +213,45 @@ def _out_path(value: Any) -> str | None:
     return str(path)
 
 
-class _WithOverlap:
-    """The engine's predictor with another panoptic ``overlap_threshold`` (a view: every
-    other attribute is the predictor's own)."""
+class _OverlapPredictor:
+    """The engine's predictor for a ``segment`` job with another panoptic
+    ``overlap_threshold``.
 
-    def __init__(self, predictor: Any, overlap_threshold: float) -> None:
-        self._predictor = predictor
-        self._overlap = overlap_threshold
+    It has exactly the members the batch runner uses on a segment job's predictor: ``model``
+    and ``short_side`` (the run's signature), ``set_encoded`` / ``set_image``,
+    ``segment_everything`` (with this job's ``overlap_threshold``) and ``ground``.
+    """
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._predictor, name)
+    def __init__(self, predictor: SeemPredictor, overlap_threshold: float) -> None:
+        self.predictor = predictor
+        self.overlap_threshold = overlap_threshold
 
-    def segment_everything(self, vocabulary: Sequence[str], **kwargs: Any) -> Any:
-        kwargs.setdefault("overlap_threshold", self._overlap)
-        return self._predictor.segment_everything(vocabulary, **kwargs)
+    @property
+    def model(self) -> Any:
+        """The predictor's model."""
+        return self.predictor.model
+
+    @property
+    def short_side(self) -> Any:
+        """The predictor's resize rule (part of the run's signature)."""
+        return self.predictor.short_side
+
+    def set_encoded(self, encoded: EncodedImage) -> None:
+        """Make ``encoded`` (a tile's cached features) the current image."""
+        self.predictor.set_encoded(encoded)
+
+    def set_image(self, rgb: npt.NDArray[np.uint8]) -> None:
+        """Encode ``(h, w, 3)`` uint8 ``rgb`` as the current image."""
+        self.predictor.set_image(rgb)
+
+    def ground(self, texts: Sequence[str], **kwargs: Any) -> SegmentationResult:
+        """The predictor's grounding, unchanged."""
+        return self.predictor.ground(texts, **kwargs)
+
+    def segment_everything(self, vocabulary: Sequence[str], **kwargs: Any) -> SegmentationResult:
+        """The predictor's everything mode, with this job's ``overlap_threshold``."""
+        kwargs.setdefault("overlap_threshold", self.overlap_threshold)
+        return self.predictor.segment_everything(vocabulary, **kwargs)
 
 
 def run_segment(
@@ -284,8 +272,68 @@ def run_segment(
     tiles: int,
 ) -> LabelsCrop:
     """Segment the region with :func:`~napari_seem.batch.segment_image` (module docstring)."""
-    from napari_seem.batch.runner import segment_image
     from napari_seem.batch.store import BatchConfigError
+
+    predictor: Any = engine.predictor
+    mode = resolve_everything_mode(mode, predictor)  # "auto" -> what the model runs
+    if overlap_threshold != _OVERLAP_DEFAULT:
+        predictor = _OverlapPredictor(predictor, overlap_threshold)
+    with contextlib.ExitStack() as stack:
+        if out is None:
+            scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="napari-seem-job-"))
+            target = Path(scratch) / "labels.zarr"
+        else:
+            target = Path(out)
+        try:
+            summary = _segment_region(
+                engine,
+                job,
+                session,
+                target,
+                predictor,
+                vocabulary=vocabulary,
+                text=text,
+                mode=mode,
+                region=region,
+                object_mask_threshold=object_mask_threshold,
+                text_threshold=text_threshold,
+                min_area=min_area,
+                tiles=tiles,
+            )
+        except BatchConfigError as exc:
+            raise InvalidRequestError(str(exc)) from None
+        except Exception:
+            if job.cancel.is_set():  # e.g. the session was closed under the run
+                raise JobCancelled(job.job_id) from None
+            raise
+        if summary.status == "cancelled" or job.cancel.is_set():
+            raise JobCancelled(job.job_id)
+        if out is not None:
+            return _written(summary, session, box)
+        source = "grounding" if text is not None else mode
+        return _crop(summary.labels, session, box, region, source)
+
+
+def _segment_region(
+    engine: Engine,
+    job: JobRecord,
+    session: Session,
+    target: Path,
+    predictor: Any,
+    *,
+    vocabulary: tuple[str, ...] | None,
+    text: str | None,
+    mode: str,
+    region: tuple[int, int, int, int],
+    object_mask_threshold: float,
+    text_threshold: float,
+    min_area: int,
+    tiles: int,
+) -> RunSummary:
+    """One :func:`~napari_seem.batch.segment_image` run over the session's level window
+    ``region`` into the zarr ``target``, on the engine's predictor, feature cache and
+    model lock; progress is reported to ``job`` in tiles."""
+    from napari_seem.batch.runner import segment_image
 
     shown = -1
 
@@ -299,64 +347,47 @@ def run_segment(
     def encode(tile: Tile) -> Any:
         return engine.encoded(session, tile)  # the runner holds engine.model_lock
 
-    predictor: Any = engine.predictor
-    mode = resolve_everything_mode(mode, predictor)  # "auto" -> what the model runs
-    if overlap_threshold != _OVERLAP_DEFAULT:
-        predictor = _WithOverlap(predictor, overlap_threshold)
     plane = session.plane
-    with contextlib.ExitStack() as stack:
-        if out is None:
-            scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="napari-seem-job-"))
-            target = Path(scratch) / "labels.zarr"
-        else:
-            target = Path(out)
-        try:
-            summary = segment_image(
-                session.source,
-                target,
-                vocabulary=list(vocabulary) if vocabulary else None,
-                text=text,
-                mode=mode,  # type: ignore[arg-type]
-                tile=engine.tile,
-                halo=engine.halo,
-                level=session.frame.level,
-                planes=[plane] if plane else "all",
-                region=region,
-                model=predictor,
-                progress=progress,
-                cancel=job.cancel,
-                encode=encode,
-                lock=engine.model_lock,
-                object_mask_threshold=object_mask_threshold,
-                text_threshold=text_threshold,
-                min_area=min_area,
-            )
-        except BatchConfigError as exc:
-            raise InvalidRequestError(str(exc)) from None
-        except Exception:
-            if job.cancel.is_set():  # e.g. the session was closed under the run
-                raise JobCancelled(job.job_id) from None
-            raise
-        if summary.status == "cancelled" or job.cancel.is_set():
-            raise JobCancelled(job.job_id)
-        if out is not None:
-            return LabelsCrop(
-                np.zeros((0, 0), np.uint32),
-                box[:2],
-                session.frame.image_shape,
-                plane=plane,
-                output={
-                    "labels": summary.labels,
-                    "class_table": summary.class_table,
-                    "objects": summary.objects,
-                    "shape": list(summary.shape),
-                    "level": session.frame.level,
-                    "tiles": summary.tiles,
-                    "tiles_skipped": summary.tiles_skipped,
-                },
-            )
-        source = "grounding" if text is not None else mode
-        return _crop(summary.labels, session, box, region, source)
+    return segment_image(
+        session.source,
+        target,
+        vocabulary=list(vocabulary) if vocabulary else None,
+        text=text,
+        mode=mode,  # type: ignore[arg-type]
+        tile=engine.tile,
+        halo=engine.halo,
+        level=session.frame.level,
+        planes=[plane] if plane else "all",
+        region=region,
+        model=predictor,
+        progress=progress,
+        cancel=job.cancel,
+        encode=encode,
+        lock=engine.model_lock,
+        object_mask_threshold=object_mask_threshold,
+        text_threshold=text_threshold,
+        min_area=min_area,
+    )
+
+
+def _written(summary: RunSummary, session: Session, box: tuple[int, int, int, int]) -> LabelsCrop:
+    """The answer of a run written to ``out``: an empty crop at the box's top-left whose
+    ``output`` says where the labels went."""
+    return LabelsCrop(
+        np.zeros((0, 0), np.uint32),
+        box[:2],
+        session.frame.image_shape,
+        plane=session.plane,
+        output={
+            "labels": summary.labels,
+            "class_table": summary.class_table,
+            "objects": summary.objects,
+            "shape": list(summary.shape),
+            "level": session.frame.level,
+            "tiles": summary.tiles,
+            "tiles_skipped": summary.tiles_skipped,
+        },
+    )
 
 
 def _crop(
