@@ -27,10 +27,13 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from napari_seem.app.backend import RemoteBackend
+from napari_seem.app.everything import everything_in_box
+from napari_seem.app.propagate import propagate
 from napari_seem.core.labels import LabelsCrop
 from napari_seem.core.modes import DEFAULT_EVERYTHING_MODE
-from napari_seem.core.progress import Cancelled  # the one cancelled exception
-from napari_seem.core.prompts import MaskPrompt, ObjectPrompt, Points, TextPrompt
+from napari_seem.core.progress import Cancelled, Reporter, check_cancelled
+from napari_seem.core.prompts import ObjectPrompt
 from napari_seem.core.results import ObjectMask
 from napari_seem.core.variants import DEFAULT_VARIANT
 from napari_seem.remote.client import RemoteError, SeemClient
@@ -45,9 +48,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-Progress = Callable[[int, int], None]
-#: ``progress(done, total, message)`` of a fine-tune (optimizer steps; the loss in text).
-StepProgress = Callable[[int, int, str], None]
 
 
 @dataclass(frozen=True)
@@ -142,6 +142,8 @@ class Backend:
         self, client: SeemClient, *, staging: Path | None = None, owns_staging: bool = False
     ) -> None:
         self.client = client
+        #: the one model protocol of the apps (see :mod:`napari_seem.app.backend`)
+        self.model = RemoteBackend(client)
         self.staging = staging
         self._owns_staging = owns_staging
         self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="seem-napari")
@@ -264,12 +266,10 @@ class Backend:
         if image_id is None:
             # A remote server: small in-memory layers travel once; the server refuses
             # large ones (BodyTooLarge), whose message says to share them as zarr by path.
-            array = np.asarray(image.array)
-            image_id = self.client.upload_image(array, axes=image.axes).result()
+            image_id = self.model.upload(image.array, axes=image.axes)
             with self._lock:
                 self._opened[image.key] = (image_id, "upload")
-        reply = self.client.open_session(image_id=image_id, plane=list(plane)).result()
-        return str(reply.session_id)
+        return self.model.open_upload(image_id, plane=plane)
 
     def _staged(self, image: ImageRef) -> str:
         from napari_seem._napari.ome_zarr import write_ome_image
@@ -297,8 +297,7 @@ class Backend:
         object_id: str | None = None,
     ) -> ObjectMask:
         """One object from visual (+ text) prompts; ``object_id`` keeps the memory."""
-        session = self.session(image, plane)
-        return self.client.predict(session, prompt, object_id=object_id).result()
+        return self.model.predict(self.session(image, plane), prompt, object_id=object_id)
 
     def ground(
         self,
@@ -309,8 +308,7 @@ class Backend:
         box: tuple[int, int, int, int] | None = None,
     ) -> list[ObjectMask]:
         """Every instance a phrase names (text alone)."""
-        session = self.session(image, plane)
-        return list(self.client.ground(session, text, box).result())
+        return self.model.ground(self.session(image, plane), text, box=box)
 
     def refer(
         self,
@@ -325,17 +323,16 @@ class Backend:
         """Objects like the example marked on another image (best first)."""
         session = self.session(image, plane)
         example_session = self.session(example, example_plane)
-        return list(self.client.refer(session, example_session, example_prompt, box).result())
+        return self.model.refer(session, example_session, example_prompt, box=box)
 
     def prefetch(
         self, image: ImageRef, plane: Sequence[int], box: tuple[int, int, int, int]
     ) -> str:
         """Start encoding the tiles of ``box`` ahead of the next click; returns the job id."""
-        session = self.session(image, plane)
-        return self.client.start_job(session, box=box).result().job_id
+        return self.model.prefetch(self.session(image, plane), box)
 
     def cancel_job(self, job_id: str) -> None:
-        self.client.cancel_job(job_id).result()
+        self.model.cancel_job(job_id)
 
     # ------------------------------------------------------------------ weights
 
@@ -344,7 +341,7 @@ class Backend:
         pairs: Sequence[TrainingPair],
         *,
         steps: int,
-        progress: StepProgress,
+        reporter: Reporter | None,
         cancel: threading.Event,
         **options: Any,
     ) -> dict[str, Any]:
@@ -353,6 +350,7 @@ class Backend:
 
         The labels travel as uploads (deleted afterwards); the images are the layers'
         sessions. ``options``: more job parameters (``tasks``, ``crops_per_image``, ...).
+        ``reporter`` counts optimizer steps (the loss in its message).
 
         Returns:
             The job's info: ``weights`` (the file, on the model process's machine),
@@ -360,42 +358,33 @@ class Backend:
 
         Raises:
             Cancelled: ``cancel`` was set; the model keeps its weights.
-            RuntimeError: the job failed in the model process (the model keeps its weights).
+            JobFailed: the job failed in the model process (the model keeps its weights).
         """
         import contextlib
-        import time
 
         uploads: list[str] = []
         try:
             data = []
             for pair in pairs:
                 session = self.session(pair.image, pair.plane)
-                labels = np.ascontiguousarray(pair.labels)
-                labels_id = self.client.upload_image(labels).result()
+                labels_id = self.model.upload(np.ascontiguousarray(pair.labels))
                 uploads.append(labels_id)
                 names = {str(k): v for k, v in pair.classes.items()}
                 data.append({"image": session, "labels": labels_id, "class_name": names})
-            if cancel.is_set():
-                raise Cancelled
+            check_cancelled(cancel, "fine-tuning")
             started = self.client.start_fine_tune(
                 str(data[0]["image"]), data, steps=steps, **options
             ).result()
-            job_id = started.job_id
-            asked = False
-            while True:
-                if cancel.is_set() and not asked:
-                    self.client.cancel_job(job_id).result()
-                    asked = True
-                status = self.client.job_status(job_id).result()
-                progress(status.done, max(status.total, 1), status.message or "")
-                if status.state == "done":
-                    self.info = self.client.info().result()
-                    return dict(status.info or {})
-                if status.state == "cancelled":
-                    raise Cancelled
-                if status.state == "failed":
-                    raise RuntimeError(f"fine-tuning failed in the model process: {status.error}")
-                time.sleep(0.2)
+            status = self.model.follow(
+                started.job_id,
+                reporter=reporter,
+                cancel=cancel,
+                what="fine-tuning",
+                unit="steps",
+                interval=0.2,
+            )
+            self.info = self.client.info().result()
+            return dict(getattr(status, "info", None) or {})
         finally:
             for image_id in uploads:
                 with contextlib.suppress(Exception):
@@ -424,100 +413,33 @@ class Backend:
         vocabulary: Sequence[str],
         *,
         box: tuple[int, int, int, int] | None,
-        progress: Progress,
+        reporter: Reporter | None,
         cancel: threading.Event,
         object_mask_threshold: float = 0.4,
         step: int = 64,
         min_area: int = 16,
         mode: str = DEFAULT_EVERYTHING_MODE,
     ) -> list[ObjectMask]:
-        """Segment every object in ``box`` (default the whole plane).
-
-        Runs the engine's ``"segment"`` job: ``mode`` decoding (``"auto"``: ``"points"``
-        for models that decode prompts in windows, such as seem-lite, else
-        ``"panoptic"``; see ``SeemPredictor.segment_everything``) with ``vocabulary`` on
-        every tile, objects crossing tile seams merged into one, each named by its class
-        (``object_mask_threshold``: panoptic: least class probability of a kept object;
-        ``min_area``: smaller objects are dropped). Progress counts tiles.
-
-        Without a vocabulary (SEEM's panoptic head needs class names), or on an older
-        server without the ``"segment"`` job, it prompts a grid of clicks every ``step``
-        level-0 pixels instead, skipping clicks that land on an object already found (a
-        click's object is kept when it covers at least ``min_area`` pixels and is mostly
-        new), composing each click with the vocabulary when it holds exactly one term.
+        """Segment every object in ``box`` (default the whole plane); see
+        :func:`napari_seem.app.everything.everything_in_box` (the ``"segment"`` job, or a
+        grid of clicks every ``step`` pixels without a vocabulary or on an older server).
 
         Raises:
             Cancelled: ``cancel`` was set; objects found so far are lost.
         """
-        h, w = image.image_shape
-        r0, c0, r1, c1 = box or (0, 0, h, w)
-        session = self.session(image, plane)
-        if vocabulary:
-            params: dict[str, Any] = {
-                "vocabulary": list(vocabulary),
-                "object_mask_threshold": float(object_mask_threshold),
-                "min_area": int(min_area),
-            }
-            # "auto" is the job's default: left out, a server older than the modes runs its
-            # own default (panoptic) instead of refusing the parameter
-            if mode != DEFAULT_EVERYTHING_MODE:
-                params["mode"] = mode
-            job = self._segment_job(session, params, (r0, c0, r1, c1), progress, cancel)
-            if job is not None:
-                return job
-        text = TextPrompt(vocabulary[0]) if len(vocabulary) == 1 else None
-        rows = np.arange(r0 + step // 2, r1, step)
-        cols = np.arange(c0 + step // 2, c1, step)
-        grid = [(int(r), int(c)) for r in rows for c in cols]
-        covered = np.zeros((r1 - r0, c1 - c0), dtype=bool)
-        found: list[ObjectMask] = []
-        progress(0, len(grid))
-        for done, (row, col) in enumerate(grid, start=1):
-            if cancel.is_set():
-                raise Cancelled
-            if not covered[row - r0, col - c0]:
-                prompt = ObjectPrompt((Points.click(row, col),), text)
-                obj = self.client.predict(session, prompt).result()
-                kept = _new_part(obj, covered, (r0, c0), min_area)
-                if kept is not None:
-                    found.append(kept)
-            progress(done, len(grid))
-        return found
-
-    def _segment_job(
-        self,
-        session: str,
-        params: dict[str, Any],
-        box: tuple[int, int, int, int],
-        progress: Progress,
-        cancel: threading.Event,
-    ) -> list[ObjectMask] | None:
-        """Run the engine's ``"segment"`` job; ``None`` when the engine has no such kind
-        (a server older than the job: its message names the unknown kind)."""
-        import time
-
-        try:
-            status = self.client.start_job(session, kind="segment", box=box, params=params).result()
-        except RemoteError as exc:
-            if "unknown job kind" in exc.message:
-                return None
-            raise
-        job_id = status.job_id
-        while True:
-            if cancel.is_set():
-                self.client.cancel_job(job_id).result()
-                raise Cancelled
-            status = self.client.job_status(job_id).result()
-            progress(status.done, max(status.total, 1))
-            if status.state == "done":
-                return labels_crop_objects(self.client.job_result(job_id).result())
-            if status.state == "cancelled":
-                raise Cancelled
-            if status.state == "failed":
-                raise RuntimeError(
-                    f"segment everything failed in the model process: {status.error}"
-                )
-            time.sleep(0.2)
+        return everything_in_box(
+            self.model,
+            self.session(image, plane),
+            image.image_shape,
+            vocabulary,
+            box=box,
+            reporter=reporter,
+            cancel=cancel,
+            object_mask_threshold=object_mask_threshold,
+            step=step,
+            min_area=min_area,
+            mode=mode,
+        )
 
     def propagate(
         self,
@@ -527,91 +449,27 @@ class Backend:
         *,
         axis: int = 0,
         direction: int = 1,
-        progress: Progress,
+        reporter: Reporter | None,
         cancel: threading.Event,
         on_plane: Callable[[tuple[int, ...], ObjectMask], None],
         min_area: int = 8,
     ) -> int:
-        """Follow one object through a stack, plane by plane, from ``start_plane``.
-
-        The referring rule: the mask on the previous plane is the example for the next
-        (``client.refer`` with the previous plane's session as the example). It stops at
-        the stack's end, on Cancel, or when the object is gone (an empty mask, or fewer
-        than ``min_area`` pixels).
-
-        Args:
-            axis: which stack axis (index into ``plane_shape``) to walk.
-            direction: ``+1`` (forward) or ``-1`` (backward).
-            on_plane: called with ``(plane, mask)`` for every plane the object is found on
-                (from this worker thread).
-
-        Returns:
-            The number of planes the object was found on (the start plane excluded).
-        """
-        plane = list(int(p) for p in start_plane)
-        size = image.plane_shape[axis]
-        stop = size if direction > 0 else -1
-        total = abs(stop - plane[axis]) - 1
-        previous, previous_plane = start, tuple(plane)
-        found = 0
-        progress(0, max(total, 1))
-        for step, index in enumerate(range(plane[axis] + direction, stop, direction), start=1):
-            if cancel.is_set():
-                raise Cancelled
-            plane[axis] = index
-            here = tuple(plane)
-            obj = self._follow(image, previous_plane, previous, here)
-            progress(step, max(total, 1))
-            if obj is None or obj.area < min_area:
-                break
-            on_plane(here, obj)
-            found += 1
-            previous, previous_plane = obj, here
-        return found
-
-    def _follow(
-        self,
-        image: ImageRef,
-        previous_plane: tuple[int, ...],
-        previous: ObjectMask,
-        plane: tuple[int, ...],
-    ) -> ObjectMask | None:
-        example = ObjectPrompt((MaskPrompt(previous.mask, previous.offset),))
-        answers = self.refer(image, plane, image, previous_plane, example)
-        return answers[0] if answers and not answers[0].is_empty else None
-
-
-def _new_part(
-    obj: ObjectMask, covered: np.ndarray, origin: tuple[int, int], min_area: int
-) -> ObjectMask | None:
-    """``obj`` minus what ``covered`` (a region's ``(h, w)`` bool) holds, if it is mostly new.
-
-    Marks the kept part in ``covered``. The object is clipped to the region.
-    """
-    if obj.is_empty:
-        return None
-    (row, col), (h, w) = obj.offset, obj.mask.shape
-    r0, c0 = origin
-    rh, rw = covered.shape
-    top, left = max(row - r0, 0), max(col - c0, 0)
-    bottom, right = min(row - r0 + h, rh), min(col - c0 + w, rw)
-    if bottom <= top or right <= left:
-        return None
-    crop = obj.mask[top - (row - r0) : bottom - (row - r0), left - (col - c0) : right - (col - c0)]
-    window = covered[top:bottom, left:right]
-    new = crop & ~window
-    area = int(crop.sum())
-    if int(new.sum()) < max(min_area, area // 2):
-        return None
-    window |= new
-    return ObjectMask(
-        new,
-        (top + r0, left + c0),
-        score=obj.score,
-        class_name=obj.class_name,
-        class_score=obj.class_score,
-        source="points",  # a grid of clicks, like the "points" mode of segment everything
-    )
+        """Follow one object through a stack from ``start_plane``; see
+        :func:`napari_seem.app.propagate.propagate` (the previous plane's mask is the
+        example for the next). Returns the number of planes it was found on."""
+        return propagate(
+            self.model,
+            lambda plane: self.session(image, plane),
+            image.plane_shape,
+            tuple(int(p) for p in start_plane),
+            start,
+            axis=axis,
+            direction=direction,
+            reporter=reporter,
+            cancel=cancel,
+            on_plane=on_plane,
+            min_area=min_area,
+        )
 
 
 def labels_crop_objects(crop: LabelsCrop) -> list[ObjectMask]:

@@ -45,7 +45,8 @@ from magicgui.widgets import (
 )
 
 from napari_seem._napari import layers as L
-from napari_seem._napari.backend import Backend, Cancelled, ImageRef, TrainingPair
+from napari_seem._napari.backend import Backend, ImageRef, TrainingPair
+from napari_seem.core.progress import Cancelled, Progress
 
 if TYPE_CHECKING:
     from napari_seem._napari.widget import SeemWidget
@@ -235,7 +236,7 @@ class FineTunePanel(Container):
 
         def work(backend: Backend) -> dict[str, Any]:
             pairs = _read_pairs(sources, default)
-            return backend.fine_tune(pairs, steps=steps, progress=self._report, cancel=cancel)
+            return backend.fine_tune(pairs, steps=steps, reporter=self._report, cancel=cancel)
 
         def done(info: dict[str, Any]) -> None:
             self._end()
@@ -343,8 +344,9 @@ class FineTunePanel(Container):
         self.base_button.enabled = self.save_button.enabled = not running
         self.cancel_button.enabled = running
 
-    def _report(self, done: int, total: int, message: str) -> None:
+    def _report(self, progress: Progress) -> None:
         """Progress from the worker thread (marshalled to the GUI thread)."""
+        done, total, message = progress.done, max(progress.total, 1), progress.message
 
         def update() -> None:
             if self._cancel is None:

@@ -34,11 +34,12 @@ from magicgui.widgets import (
 )
 
 from napari_seem._napari import layers as L
-from napari_seem._napari.backend import Backend, Cancelled, ImageRef, ModelChoice
+from napari_seem._napari.backend import Backend, ImageRef, ModelChoice
 from napari_seem._napari.commits import CommitLog
 from napari_seem._napari.finetune_panel import FineTunePanel
 from napari_seem._napari.qt_bridge import MainThread
 from napari_seem.core.modes import DEFAULT_EVERYTHING_MODE, EVERYTHING_MODES
+from napari_seem.core.progress import Cancelled, Progress
 from napari_seem.core.prompts import ObjectPrompt, PromptError, TextPrompt
 from napari_seem.core.results import ObjectMask
 from napari_seem.core.variants import DEFAULT_VARIANT, VARIANT_SUMMARIES
@@ -774,8 +775,9 @@ class SeemWidget(Container):
         self.everything_button.enabled = self.propagate_button.enabled = False
         return self._cancel
 
-    def _report(self, done: int, total: int) -> None:
+    def _report(self, progress: Progress) -> None:
         """Progress from a worker thread (marshalled to the GUI thread)."""
+        done, total = progress.done, max(progress.total, 1)
 
         def update() -> None:
             bar = self._progress
@@ -823,7 +825,7 @@ class SeemWidget(Container):
                 plane,
                 vocabulary,
                 box=box,
-                progress=self._report,
+                reporter=self._report,
                 cancel=cancel,
                 object_mask_threshold=threshold,
                 mode=mode,
@@ -876,7 +878,7 @@ class SeemWidget(Container):
                 start,
                 axis=axis,
                 direction=step,
-                progress=self._report,
+                reporter=self._report,
                 cancel=cancel,
                 on_plane=on_plane,
             )
