@@ -49,7 +49,7 @@ ALLOWED_SIBLINGS: set[tuple[str, str]] = {
     ("datasets", "core"),  # datasets draws images with the numpy contract
 }
 # The client side of remote must stay torch-free: it may import core and itself only.
-CLIENT_SIDE = {"remote", "remote.client", "remote.protocol"}
+CLIENT_SIDE = {"remote", "remote.client", "remote.process", "remote.protocol", "remote.transport"}
 # Deprecated import paths kept for one release: a module whose docstring starts like this
 # re-exports another module and may import anything; no other module may import it.
 SHIM_DOCSTRING = "Deprecated import path"

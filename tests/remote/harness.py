@@ -10,6 +10,7 @@ from typing import Any
 
 import uvicorn
 
+from napari_seem.core.progress import FINISHED_STATES, Cancelled, JobFailed, follow_job
 from napari_seem.remote.server import bind_socket
 
 
@@ -35,9 +36,16 @@ def served(app: Any, *, start_timeout: float = 30.0) -> Iterator[str]:
 def wait_for_job(client: Any, job_id: str, timeout: float = 180) -> Any:
     """Poll a job over HTTP until it is done, failed or cancelled; return its status."""
     deadline = time.monotonic() + timeout
-    while True:
+    last: list[Any] = []
+
+    def poll(_: float) -> Any:
         status = client.job_status(job_id).result(30)
-        if status.state in ("done", "failed", "cancelled"):
-            return status
-        assert time.monotonic() < deadline, f"job {job_id} did not finish: {status}"
-        time.sleep(0.05)
+        last[:] = [status]
+        finished = status.state in FINISHED_STATES
+        assert finished or time.monotonic() < deadline, f"job {job_id} did not finish: {status}"
+        return status
+
+    try:
+        return follow_job(poll, cancel_job=lambda: None, interval=0.05, what=f"job {job_id}")
+    except (Cancelled, JobFailed):  # the caller reads the final state itself
+        return last[0]

@@ -247,7 +247,7 @@ def test_a_killed_server_is_reported_then_restarted(data_dir: Path, small_url: s
         assert client.predict(sid, click).result(120).mask.ndim == 2
 
         # explicit restart() after a second death
-        client._auto_restart = False
+        client.auto_restart = False
         second = client.process
         second.kill()
         second.wait(30)

@@ -12,32 +12,26 @@ process died"); :meth:`SeemClient.restart` (or ``spawn_local(auto_restart=True)`
 next call) starts a new one with the same arguments. Its sessions are gone: the caller
 opens the image again.
 
-This module imports neither torch nor FastAPI.
+The HTTP plumbing lives in :mod:`napari_seem.remote.transport`, the child process in
+:mod:`napari_seem.remote.process`. This module imports neither torch nor FastAPI.
 """
 
 from __future__ import annotations
 
-import collections
-import os
-import re
-import secrets
 import subprocess
-import sys
-import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
-import httpx
 import numpy.typing as npt
+from pydantic import BaseModel
 
 from napari_seem.core.labels import LabelsCrop, decode_labels
 from napari_seem.core.prompts import ObjectPrompt
 from napari_seem.core.results import ObjectMask
+from napari_seem.remote.process import LocalServer, ServeOptions
 from napari_seem.remote.protocol import (
-    ErrorReply,
     GroundRequest,
     HealthReply,
     ImageReply,
@@ -56,27 +50,12 @@ from napari_seem.remote.protocol import (
     encode_array,
     object_mask_from_reply,
 )
+from napari_seem.remote.transport import RemoteError, ServerUnavailableError, Transport
 
 __all__ = ["RemoteError", "SeemClient", "ServerUnavailableError"]
 
 T = TypeVar("T")
-
-LISTENING = re.compile(r"napari-seem serve: listening on (\S+) token=(\S+)")
-TOKEN_ENV = "NAPARI_SEEM_TOKEN"
-
-
-class RemoteError(Exception):
-    """The server refused a request: ``type`` is the error class, ``message`` says why."""
-
-    def __init__(self, type: str, message: str, status: int | None = None) -> None:
-        super().__init__(f"{type}: {message}")
-        self.type = type
-        self.message = message
-        self.status = status
-
-
-class ServerUnavailableError(ConnectionError):
-    """The server cannot be reached (not started, gone, or the model process died)."""
+M = TypeVar("M", bound=BaseModel)
 
 
 class SeemClient:
@@ -97,18 +76,20 @@ class SeemClient:
         timeout: float = 600.0,
         max_workers: int = 4,
     ) -> None:
-        self.url = url.rstrip("/")
-        self.token = token
-        self._timeout = timeout
-        self._http = _http_client(self.url, token, timeout)
+        self._transport = Transport(url, token, timeout)
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="seem-client")
-        self._process: subprocess.Popen[str] | None = None
-        self._stderr: collections.deque[str] = collections.deque(maxlen=200)
+        self._server: LocalServer | None = None
         self._closed = False
-        self._spawn: dict[str, Any] | None = None  # spawn_local's arguments, for restart()
-        self._auto_restart = False
-        self._death_reported = False
-        self._restart_lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` of the server (a restarted child has a new port)."""
+        return self._transport.url
+
+    @property
+    def token(self) -> str | None:
+        """The bearer token sent with every call (a restarted child has a new one)."""
+        return self._transport.token
 
     # ------------------------------------------------------------------ local server
 
@@ -145,24 +126,27 @@ class SeemClient:
             ServerUnavailableError: the server exited or did not listen in time; the
                 message carries the end of its stderr.
         """
-        spawn = {
-            "variant": variant,
-            "checkpoint": checkpoint,
-            "allow_roots": tuple(allow_roots),
-            "tile": tile,
-            "halo": halo,
-            "device": device,
-            "timeout": timeout,
-            "python": python,
-            "extra_args": tuple(extra_args),
-        }
-        launched = _launch(**spawn)  # type: ignore[arg-type]
-        client = cls(launched.url, launched.token)
-        client._process = launched.process
-        client._stderr = launched.stderr
-        client._spawn = spawn
-        client._auto_restart = auto_restart
+        options = ServeOptions(
+            variant=variant,
+            checkpoint=checkpoint,
+            allow_roots=tuple(allow_roots),
+            tile=tile,
+            halo=halo,
+            device=device,
+            timeout=timeout,
+            python=python,
+            extra_args=tuple(extra_args),
+        )
+        server = LocalServer(options, auto_restart=auto_restart)
+        client = cls(server.url, server.token)
+        client._adopt(server)
         return client
+
+    def _adopt(self, server: LocalServer) -> None:
+        """Keep ``server`` as this client's child: follow its restarts, explain its death."""
+        self._server = server
+        self._transport.watch = server
+        server.on_restart = self._transport.connect
 
     def restart(self) -> None:
         """Stop the spawned server (if still running) and start a new one, same arguments.
@@ -176,43 +160,33 @@ class SeemClient:
             RuntimeError: this client was not made by :meth:`spawn_local`, or is closed.
             ServerUnavailableError: the new server did not start (as in ``spawn_local``).
         """
-        if self._spawn is None:
+        if self._server is None:
             raise RuntimeError(
                 "restart() needs a client made by SeemClient.spawn_local; this one connects "
                 f"to {self.url}: restart that server yourself"
             )
-        with self._restart_lock:
-            if self._closed:
-                raise RuntimeError("this SeemClient is closed: create a new one")
-            self._relaunch()
+        if self._closed:
+            raise RuntimeError("this SeemClient is closed: create a new one")
+        self._server.restart()
 
-    def _relaunch(self) -> None:
-        assert self._spawn is not None
-        if self._process is not None:
-            _stop(self._process)
-        launched = _launch(**self._spawn)
-        old = self._http
-        self.url, self.token = launched.url, launched.token
-        self._http = _http_client(self.url, self.token, self._timeout)
-        self._process = launched.process
-        self._stderr = launched.stderr
-        self._death_reported = False
-        old.close()
+    @property
+    def auto_restart(self) -> bool:
+        """Whether the next call after the spawned server died starts a new one (see
+        :meth:`spawn_local`); always ``False`` for a client connected by URL."""
+        return self._server is not None and self._server.auto_restart
 
-    def _restart_if_dead(self) -> None:
-        """The ``auto_restart`` hook: respawn once the death has been reported."""
-        with self._restart_lock:
-            if self._closed or not self._death_reported:
-                return
-            if self._process is not None and self._process.poll() is None:
-                self._death_reported = False  # someone restarted it meanwhile
-                return
-            self._relaunch()
+    @auto_restart.setter
+    def auto_restart(self, value: bool) -> None:
+        if self._server is None:
+            if value:
+                raise RuntimeError("auto_restart needs a client made by SeemClient.spawn_local")
+            return
+        self._server.auto_restart = bool(value)
 
     @property
     def process(self) -> subprocess.Popen[str] | None:
         """The spawned server process, or ``None`` when connected by URL."""
-        return self._process
+        return None if self._server is None else self._server.process
 
     def close(self) -> None:
         """Stop the spawned server (if any), the thread pool and the connection."""
@@ -220,10 +194,9 @@ class SeemClient:
             return
         self._closed = True
         self._pool.shutdown(wait=False, cancel_futures=True)
-        self._http.close()
-        with self._restart_lock:  # waits for a restart in progress, then stops its server
-            if self._process is not None:
-                _stop(self._process)
+        self._transport.close()
+        if self._server is not None:  # waits for a restart in progress, then stops it
+            self._server.close()
 
     def __enter__(self) -> SeemClient:
         return self
@@ -234,10 +207,10 @@ class SeemClient:
     # ------------------------------------------------------------------ calls
 
     def health(self) -> Future[HealthReply]:
-        return self._submit(lambda: HealthReply.model_validate(self._call("GET", "/health")))
+        return self._reply(HealthReply, "GET", "/health")
 
     def info(self) -> Future[InfoReply]:
-        return self._submit(lambda: InfoReply.model_validate(self._call("GET", "/info")))
+        return self._reply(InfoReply, "GET", "/info")
 
     def open_session(
         self,
@@ -264,9 +237,7 @@ class SeemClient:
             plane=list(plane),
             level=level,
         )
-        return self._submit(
-            lambda: SessionReply.model_validate(self._call("POST", "/sessions", body))
-        )
+        return self._reply(SessionReply, "POST", "/sessions", body)
 
     def upload_image(self, array: npt.ArrayLike, *, axes: str | None = None) -> Future[str]:
         """Send a small in-memory image (e.g. a napari layer's data) to the server.
@@ -281,27 +252,23 @@ class SeemClient:
         content, headers = encode_array(array, axes=axes)
 
         def call() -> str:
-            reply = self._call("POST", "/images", content=content, headers=headers)
+            reply = self._transport.call("POST", "/images", content=content, headers=headers)
             return ImageReply.model_validate(reply).image_id
 
         return self._submit(call)
 
     def image_info(self, image_id: str) -> Future[ImageReply]:
-        return self._submit(
-            lambda: ImageReply.model_validate(self._call("GET", f"/images/{image_id}"))
-        )
+        return self._reply(ImageReply, "GET", f"/images/{image_id}")
 
     def delete_image(self, image_id: str) -> Future[None]:
         """Let the server forget an uploaded image (open sessions on it keep working)."""
-        return self._submit(lambda: self._none(self._call("DELETE", f"/images/{image_id}")))
+        return self._nothing("DELETE", f"/images/{image_id}")
 
     def session_info(self, session_id: str) -> Future[SessionReply]:
-        return self._submit(
-            lambda: SessionReply.model_validate(self._call("GET", f"/sessions/{session_id}"))
-        )
+        return self._reply(SessionReply, "GET", f"/sessions/{session_id}")
 
     def close_session(self, session_id: str) -> Future[None]:
-        return self._submit(lambda: self._none(self._call("DELETE", f"/sessions/{session_id}")))
+        return self._nothing("DELETE", f"/sessions/{session_id}")
 
     def predict(
         self, session_id: str, prompt: ObjectPrompt, *, object_id: str | None = None
@@ -310,7 +277,7 @@ class SeemClient:
         body = PredictRequest(prompt=prompt.to_dict(), object_id=object_id)
 
         def call() -> ObjectMask:
-            reply = self._call("POST", f"/sessions/{session_id}/predict", body)
+            reply = self._transport.call("POST", f"/sessions/{session_id}/predict", body)
             return object_mask_from_reply(ObjectMaskReply.model_validate(reply))
 
         return self._submit(call)
@@ -347,8 +314,8 @@ class SeemClient:
         )
         return self._submit(lambda: self._objects(f"/sessions/{session_id}/refer", body))
 
-    def _objects(self, path: str, body: Any) -> list[ObjectMask]:
-        reply = ObjectsReply.model_validate(self._call("POST", path, body))
+    def _objects(self, path: str, body: BaseModel) -> list[ObjectMask]:
+        reply = ObjectsReply.model_validate(self._transport.call("POST", path, body))
         return [object_mask_from_reply(obj) for obj in reply.objects]
 
     def start_job(
@@ -362,17 +329,13 @@ class SeemClient:
         """Start a job of ``kind`` (default ``encode_region`` over ``box``, default the whole
         image) with kind-specific ``params``."""
         body = JobRequest(kind=kind, box=box, params=dict(params or {}))
-        return self._submit(
-            lambda: JobStatusReply.model_validate(
-                self._call("POST", f"/sessions/{session_id}/jobs", body)
-            )
-        )
+        return self._reply(JobStatusReply, "POST", f"/sessions/{session_id}/jobs", body)
 
     def job_result(self, job_id: str) -> Future[LabelsCrop]:
         """The labels a finished job left (RemoteError 409 while it is not done)."""
 
         def call() -> LabelsCrop:
-            response = self._request("GET", f"/jobs/{job_id}/result")
+            response = self._transport.request("GET", f"/jobs/{job_id}/result")
             try:
                 return decode_labels(response.content)
             except ValueError as exc:
@@ -381,21 +344,17 @@ class SeemClient:
         return self._submit(call)
 
     def job_status(self, job_id: str) -> Future[JobStatusReply]:
-        return self._submit(
-            lambda: JobStatusReply.model_validate(self._call("GET", f"/jobs/{job_id}"))
-        )
+        return self._reply(JobStatusReply, "GET", f"/jobs/{job_id}")
 
     def job_events(self, job_id: str, since: int = 0) -> Future[list[JobEventReply]]:
         def call() -> list[JobEventReply]:
-            reply = self._call("GET", f"/jobs/{job_id}/events", params={"since": since})
+            reply = self._transport.call("GET", f"/jobs/{job_id}/events", params={"since": since})
             return [JobEventReply.model_validate(e) for e in reply]
 
         return self._submit(call)
 
     def cancel_job(self, job_id: str) -> Future[JobStatusReply]:
-        return self._submit(
-            lambda: JobStatusReply.model_validate(self._call("POST", f"/jobs/{job_id}/cancel"))
-        )
+        return self._reply(JobStatusReply, "POST", f"/jobs/{job_id}/cancel")
 
     # ------------------------------------------------------------------ weights
 
@@ -426,16 +385,14 @@ class SeemClient:
 
     def weights(self) -> Future[WeightsReply]:
         """The weights the model runs with (base, or the fine-tuned file in use)."""
-        return self._submit(lambda: WeightsReply.model_validate(self._call("GET", "/weights")))
+        return self._reply(WeightsReply, "GET", "/weights")
 
     def use_weights(self, path: str | Path | None) -> Future[WeightsReply]:
         """Switch the server's model to a weight file the SERVER can read (a fine_tune
         job's ``weights``, or a file inside its allowed roots); ``None``: the base weights.
         Every session's feature cache starts afresh."""
         body = UseWeightsRequest(path=None if path is None else str(path))
-        return self._submit(
-            lambda: WeightsReply.model_validate(self._call("POST", "/weights", body))
-        )
+        return self._reply(WeightsReply, "POST", "/weights", body)
 
     def use_base_weights(self) -> Future[WeightsReply]:
         """Switch the server's model back to its base weights."""
@@ -447,7 +404,7 @@ class SeemClient:
         target = Path(destination).expanduser()
 
         def call() -> Path:
-            response = self._request("GET", "/weights/file")
+            response = self._transport.request("GET", "/weights/file")
             target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_name(target.name + ".part")
             partial.write_bytes(response.content)
@@ -463,201 +420,16 @@ class SeemClient:
             raise RuntimeError("this SeemClient is closed: create a new one")
         return self._pool.submit(fn)
 
-    @staticmethod
-    def _none(_: Any) -> None:
-        return None
+    def _reply(
+        self, model: type[M], method: str, path: str, body: BaseModel | None = None
+    ) -> Future[M]:
+        """One call whose JSON reply ``model`` validates."""
+        return self._submit(lambda: model.model_validate(self._transport.call(method, path, body)))
 
-    def _call(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        *,
-        params: dict[str, Any] | None = None,
-        content: bytes | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> Any:
-        """One JSON call: ``body`` a pydantic model, or raw ``content`` with ``headers``."""
-        if body is not None:
-            content = body.model_dump_json().encode()
-            headers = {"Content-Type": "application/json"}
-        response = self._request(method, path, content=content, headers=headers, params=params)
-        if response.status_code == 204 or not response.content:
-            return None
-        return response.json()
+    def _nothing(self, method: str, path: str) -> Future[None]:
+        """One call answered with no content (204)."""
 
-    def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        content: bytes | None = None,
-        headers: dict[str, str] | None = None,
-        params: dict[str, Any] | None = None,
-    ) -> httpx.Response:
-        if self._auto_restart and self._death_reported:
-            self._restart_if_dead()
-        try:
-            response = self._http.request(
-                method, path, content=content, headers=headers, params=params
-            )
-        except httpx.TransportError as exc:
-            raise self._unavailable(exc) from exc
-        if response.status_code >= 400:
-            raise _remote_error(response)
-        return response
+        def call() -> None:
+            self._transport.call(method, path)
 
-    def _unavailable(self, exc: Exception) -> ServerUnavailableError:
-        process = self._process
-        if process is not None:
-            code = process.poll()
-            if code is None:  # a dying process may need a moment to be reaped
-                try:
-                    code = process.wait(0.5)
-                except subprocess.TimeoutExpired:
-                    code = None
-            if code is not None:
-                self._death_reported = True
-                restart = (
-                    "the next call starts a new one (auto_restart)"
-                    if self._auto_restart
-                    else "restart it with client.restart() (or a new SeemClient.spawn_local)"
-                )
-                return ServerUnavailableError(
-                    f"the model process died (exit code {code}); its work and sessions are "
-                    f"lost: {restart}, then open the image again. Its last stderr:\n"
-                    f"{_tail(self._stderr)}"
-                )
-        return ServerUnavailableError(
-            f"cannot reach the napari-seem server at {self.url} ({type(exc).__name__}: {exc}): "
-            "is it running? Start it with `napari-seem serve` (or SeemClient.spawn_local) and "
-            "check the URL"
-        )
-
-
-class _Launched(NamedTuple):
-    process: subprocess.Popen[str]
-    url: str
-    token: str
-    stderr: collections.deque[str]
-
-
-def _launch(
-    *,
-    variant: str | None,
-    checkpoint: str | Path | None,
-    allow_roots: Sequence[str | Path],
-    tile: int | None,
-    halo: int | None,
-    device: str | None,
-    timeout: float,
-    python: str | None,
-    extra_args: Sequence[str],
-) -> _Launched:
-    """Start ``napari-seem serve`` on 127.0.0.1 and wait until it listens."""
-    token = secrets.token_urlsafe(24)
-    cmd = [python or sys.executable, "-m", "napari_seem.cli", "serve"]
-    cmd += ["--host", "127.0.0.1", "--port", "0"]
-    for flag, value in (
-        ("--variant", variant),
-        ("--checkpoint", checkpoint),
-        ("--tile", tile),
-        ("--halo", halo),
-        ("--device", device),
-    ):
-        if value is not None:
-            cmd += [flag, str(value)]
-    for root in allow_roots:
-        cmd += ["--allow-root", str(root)]
-    cmd += list(extra_args)
-    env = {**os.environ, TOKEN_ENV: token, "PYTHONUNBUFFERED": "1"}  # token not in `ps`
-    process = subprocess.Popen(
-        cmd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    stdout: collections.deque[str] = collections.deque(maxlen=200)
-    stderr: collections.deque[str] = collections.deque(maxlen=200)
-    found: list[tuple[str, str]] = []
-    ready = threading.Event()
-
-    def on_stdout(line: str) -> None:
-        match = LISTENING.search(line)
-        if match and not found:
-            found.append((match.group(1), match.group(2)))
-            ready.set()
-
-    # Both pipes are drained for the child's whole life, so it never blocks on a full pipe.
-    for pipe, lines, hook in (
-        (process.stdout, stdout, on_stdout),
-        (process.stderr, stderr, None),
-    ):
-        assert pipe is not None
-        threading.Thread(
-            target=_drain, args=(pipe, lines, hook), daemon=True, name="seem-serve-pipe"
-        ).start()
-
-    deadline = time.monotonic() + timeout
-    while not ready.wait(0.1):
-        if process.poll() is not None:
-            time.sleep(0.2)  # let the drain threads collect the last lines
-            raise ServerUnavailableError(
-                f"napari-seem serve exited with code {process.returncode} before listening "
-                f"(command: {' '.join(cmd)}). Its stderr:\n{_tail(stderr)}"
-            )
-        if time.monotonic() > deadline:
-            _stop(process)
-            raise ServerUnavailableError(
-                f"napari-seem serve did not report listening within {timeout:.0f} s "
-                f"(loading a large model can be slow: raise timeout=). Its stderr:\n"
-                f"{_tail(stderr)}"
-            )
-    url, _ = found[0]
-    return _Launched(process, url, token, stderr)
-
-
-def _http_client(url: str, token: str | None, timeout: float) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(base_url=url, headers=headers, timeout=timeout)
-
-
-def _remote_error(response: httpx.Response) -> RemoteError:
-    try:
-        error = ErrorReply.model_validate(response.json()).error
-        return RemoteError(error.type, error.message, response.status_code)
-    except ValueError:
-        text = response.text[:500]
-        return RemoteError(
-            "HTTPError", f"HTTP {response.status_code}: {text}", response.status_code
-        )
-
-
-def _drain(
-    pipe: IO[str], lines: collections.deque[str], hook: Callable[[str], None] | None
-) -> None:
-    try:
-        for line in pipe:
-            lines.append(line.rstrip("\n"))
-            if hook is not None:
-                hook(line)
-    except (OSError, ValueError):  # the pipe was closed under us
-        pass
-
-
-def _tail(lines: collections.deque[str], n: int = 40) -> str:
-    text = "\n".join(list(lines)[-n:])
-    return text or "(empty)"
-
-
-def _stop(process: subprocess.Popen[str], timeout: float = 10.0) -> None:
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout)
+        return self._submit(call)

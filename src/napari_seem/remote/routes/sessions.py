@@ -1,0 +1,80 @@
+"""Routes of sessions (one image open for prompting): open, info, close, predict, ground, refer.
+
+Prompts and masks are in level-0 ``(row, col)`` pixels of the session's image; a mask travels
+as the packed-bit payload of :mod:`napari_seem.remote.protocol`.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from napari_seem.remote.protocol import (
+    GroundRequest,
+    ObjectMaskReply,
+    ObjectsReply,
+    OpenSessionRequest,
+    PredictRequest,
+    ReferRequest,
+    SessionReply,
+    object_mask_to_reply,
+)
+from napari_seem.remote.routes.deps import AUTH, Context
+from napari_seem.remote.routes.errors import ERRORS, refusal
+
+__all__ = ["router"]
+
+router = APIRouter(dependencies=AUTH, responses=ERRORS)
+
+
+@router.post(
+    "/sessions",
+    response_model=SessionReply,
+    status_code=201,
+    responses={403: refusal("path not allowed")},
+)
+def open_session(ctx: Context, body: OpenSessionRequest) -> SessionReply:
+    engine = ctx.engine
+    source = None if body.path is None else ctx.roots.check(body.path)
+    session_id = engine.open_session(
+        source,
+        image_id=body.image_id,
+        bands=body.bands,
+        level=body.level,
+        plane=tuple(body.plane),
+    )
+    return SessionReply.model_validate(engine.session_info(session_id), from_attributes=True)
+
+
+@router.get("/sessions/{session_id}", response_model=SessionReply)
+def session_info(ctx: Context, session_id: str) -> SessionReply:
+    return SessionReply.model_validate(ctx.engine.session_info(session_id), from_attributes=True)
+
+
+@router.delete("/sessions/{session_id}", status_code=204)
+def close_session(ctx: Context, session_id: str) -> None:
+    ctx.engine.close_session(session_id)
+
+
+@router.post("/sessions/{session_id}/predict", response_model=ObjectMaskReply)
+def predict(ctx: Context, session_id: str, body: PredictRequest) -> ObjectMaskReply:
+    prompt = ctx.prompts.parse(body.prompt)
+    return object_mask_to_reply(ctx.engine.predict(session_id, prompt, object_id=body.object_id))
+
+
+@router.post("/sessions/{session_id}/ground", response_model=ObjectsReply)
+def ground(ctx: Context, session_id: str, body: GroundRequest) -> ObjectsReply:
+    found = ctx.engine.ground(
+        session_id,
+        body.text,
+        box=body.box,
+        score_threshold=body.score_threshold,
+        max_instances=body.max_instances,
+    )
+    return ObjectsReply(objects=[object_mask_to_reply(obj) for obj in found])
+
+
+@router.post("/sessions/{session_id}/refer", response_model=ObjectsReply)
+def refer(ctx: Context, session_id: str, body: ReferRequest) -> ObjectsReply:
+    example = ctx.prompts.parse(body.example)
+    found = ctx.engine.refer(session_id, body.example_session_id, example, box=body.box)
+    return ObjectsReply(objects=[object_mask_to_reply(obj) for obj in found])
