@@ -108,7 +108,7 @@ def measure(
     region: tuple[int, int, int, int] | None,
 ) -> dict[str, Any]:
     """One run in this process (call it in a fresh process for a clean peak RSS)."""
-    from napari_seem.batch import ModelSpec, segment_image
+    from napari_seem.batch import BatchConfig, ModelSpec, Task, segment_image
 
     spec = ModelSpec(
         "seem-tiny-focal",
@@ -120,16 +120,11 @@ def measure(
     rss_before = peak_rss_bytes()
     with tempfile.TemporaryDirectory(prefix="napari-seem-batch-bench-") as tmp:
         out = Path(tmp) / "labels.zarr"
-        options: dict[str, Any] = {
-            "text": TEXT,
-            "tile": tile,
-            "halo": halo,
-            "model": spec,
-            "region": region,
-        }
+        task = Task(text=TEXT)
+        config = BatchConfig(tile=tile, halo=halo, region=region)
         t0 = time.perf_counter()
         if workers == 1:
-            summary = segment_image(image, out, **options)
+            summary = segment_image(image, out, task, config, model=spec)
         else:
             from distributed import Client, LocalCluster
 
@@ -142,7 +137,7 @@ def measure(
                 ) as cluster,
                 Client(cluster) as client,
             ):
-                summary = segment_image(image, out, scheduler=client, **options)
+                summary = segment_image(image, out, task, config, model=spec, scheduler=client)
         wall = time.perf_counter() - t0
     r0, c0, r1, c1 = region or (0, 0, size, size)
     pixels = (r1 - r0) * (c1 - c0)

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 import zarr
 
-from napari_seem.batch import ModelSpec, segment_image
+from napari_seem.batch import BatchConfig, ModelSpec, Task, segment_image
+from napari_seem.core.progress import pair_reporter
 from tests.batch.helpers import lazy_zarr
 
 SPEC = ModelSpec("seem-tiny-focal", device="cpu", mask_resize="bilinear", threads=1, short_side=256)
@@ -30,8 +31,8 @@ def test_8000_squared_local_equals_two_worker_cluster(tmp_path: Path) -> None:
 
     start = time.perf_counter()
     image = lazy_zarr(tmp_path / "img.zarr", 8000, chunk=1000, seed=1)
-    options = {"text": "a round cell", "tile": 2048, "halo": 64, "model": SPEC}
-    local = segment_image(image, tmp_path / "local.zarr", **options)
+    task, config = Task(text="a round cell"), BatchConfig(tile=2048, halo=64)
+    local = segment_image(image, tmp_path / "local.zarr", task, config, model=SPEC)
     with (
         LocalCluster(
             n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
@@ -42,9 +43,11 @@ def test_8000_squared_local_equals_two_worker_cluster(tmp_path: Path) -> None:
         remote = segment_image(
             image,
             tmp_path / "dask.zarr",
+            task,
+            config,
+            model=SPEC,
             scheduler=client,
-            progress=lambda done, total: events.append((done, total)),
-            **options,
+            reporter=pair_reporter(lambda done, total: events.append((done, total))),
         )
         # each worker built the model once, in its own context
         plugin_names = [

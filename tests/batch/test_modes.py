@@ -1,5 +1,5 @@
 """Segment-everything modes in the batch layer: ``--mode`` of ``napari-seem segment``,
-``segment_image(mode=...)`` and ``TaskSpec`` accept ``"auto"`` (the default) and
+``Task(mode=...)`` of ``segment_image`` and ``TaskSpec`` accept ``"auto"`` (the default) and
 ``"points"`` and refuse anything else with a message naming every valid mode."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from napari_seem.batch import BatchConfigError, segment_image
+from napari_seem.batch import BatchConfig, BatchConfigError, Task, segment_image
 from napari_seem.batch.tasks import TaskSpec
 from napari_seem.cli.main import build_parser, main
 from napari_seem.core.io import open_image
@@ -68,11 +68,8 @@ def test_segment_image_runs_the_mode_on_every_tile(tmp_path: Path, mode: str) ->
     summary = segment_image(
         source,
         tmp_path / f"{mode}.zarr",
-        vocabulary="nucleus",
-        mode=mode,  # type: ignore[arg-type]
-        tile=200,
-        halo=32,
-        min_area=1,
+        Task.from_options(vocabulary="nucleus", mode=mode),  # type: ignore[arg-type]
+        BatchConfig(tile=200, halo=32, min_area=1),
         model=predictor,
     )
     assert summary.status == "complete" and summary.objects > 0
@@ -84,9 +81,8 @@ def test_default_mode_is_auto(tmp_path: Path) -> None:
     segment_image(
         open_image(np.zeros((100, 100), np.uint8)),
         tmp_path / "d.zarr",
-        vocabulary="nucleus",
-        tile=100,
-        halo=16,
+        Task.from_options(vocabulary="nucleus"),
+        BatchConfig(tile=100, halo=16),
         model=predictor,
     )
     assert set(predictor.modes) == {"auto"}
@@ -98,10 +94,8 @@ def test_bad_mode_is_refused_with_the_valid_modes(tmp_path: Path) -> None:
         segment_image(
             open_image(np.zeros((100, 100), np.uint8)),
             tmp_path / "bad.zarr",
-            vocabulary="nucleus",
-            mode="everything",  # type: ignore[arg-type]
-            tile=100,
-            halo=16,
+            Task.from_options(vocabulary="nucleus", mode="everything"),  # type: ignore[arg-type]
+            BatchConfig(tile=100, halo=16),
             model=_Recording(),
         )
     assert str(info.value) == f"mode must be one of {VALID}; got 'everything'"

@@ -6,14 +6,24 @@ import csv
 import json
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import zarr
 from scipy import ndimage
 
-from napari_seem.batch import BatchConfigError, ModelSpec, segment_image
+from napari_seem.batch import (
+    BatchConfig,
+    BatchConfigError,
+    ModelSpec,
+    RunSummary,
+    SharedPredictor,
+    Task,
+    segment_image,
+)
 from napari_seem.batch.store import MANIFEST_NAME, WORK_DIR
+from napari_seem.core.progress import Reporter, pair_reporter
 from tests.batch.helpers import ThresholdPredictor, lazy_zarr, render_window
 
 SHAPE = (700, 600)
@@ -37,10 +47,26 @@ def _assert_relabelling(truth: np.ndarray, merged: np.ndarray) -> None:
     assert len(np.unique(pairs[1])) == pairs.shape[1], "one id covers several true objects"
 
 
-def _run(image: Path, out: Path, **kwargs: object):  # type: ignore[no-untyped-def]
-    options = {"vocabulary": "nucleus", "tile": 200, "halo": 32, "min_area": 1}
-    options.update(kwargs)
-    return segment_image(image, out, model=options.pop("model", ThresholdPredictor()), **options)
+def _run(
+    image: Path,
+    out: Path,
+    *,
+    model: Any = None,
+    reporter: Reporter | None = None,
+    cancel: threading.Event | None = None,
+    **config: Any,
+) -> RunSummary:
+    """Vocabulary "nucleus" on 200-pixel tiles with a threshold segmenter, unless told."""
+    options: dict[str, Any] = {"tile": 200, "halo": 32, "min_area": 1, **config}
+    return segment_image(
+        image,
+        out,
+        Task.from_options(vocabulary="nucleus"),
+        BatchConfig(**options),
+        model=model or ThresholdPredictor(),
+        reporter=reporter,
+        cancel=cancel,
+    )
 
 
 def test_objects_across_seams_have_one_id_end_to_end(image: Path, tmp_path: Path) -> None:
@@ -87,7 +113,7 @@ def test_cancel_then_resume_skips_finished_tiles(image: Path, tmp_path: Path) ->
             cancel.set()
 
     out = tmp_path / "resumed.zarr"
-    first = _run(image, out, progress=progress, cancel=cancel)
+    first = _run(image, out, reporter=pair_reporter(progress), cancel=cancel)
     assert first.status == "cancelled"
     assert seen[0] == (0, 60) and seen[-1][0] == 7
     assert zarr.open_array(str(out)).attrs["napari_seem"]["complete"] is False
@@ -125,7 +151,7 @@ def test_region_and_nodata_and_errors(image: Path, tmp_path: Path) -> None:
     merged = zarr.open_array(summary.labels)[...]
     assert merged[136:].max() == 0 and merged[:, 136:].max() == 0
     with pytest.raises(BatchConfigError, match="exactly one of vocabulary"):
-        segment_image(image, tmp_path / "x.zarr", vocabulary="a", text="b")
+        segment_image(image, tmp_path / "x.zarr", Task.from_options(vocabulary="a", text="b"))
     with pytest.raises(BatchConfigError, match="must exceed 2 \\* halo"):
         _run(image, tmp_path / "x.zarr", tile=64, halo=32)
     with pytest.raises(BatchConfigError, match="cannot open the input image"):
@@ -172,13 +198,10 @@ def test_ome_zarr_labels_with_levels(tmp_path: Path, version: str) -> None:
     _write_ome(path, render_window(5, 0, 0, 500, 420), version)
     summary = segment_image(
         path,
-        labels_name="nuclei",
-        vocabulary="nucleus",
-        tile=192,
-        halo=32,
-        level=1,
+        None,
+        Task(vocabulary=("nucleus",)),
+        BatchConfig(labels_name="nuclei", tile=192, halo=32, level=1, min_area=1),
         model=ThresholdPredictor(),
-        min_area=1,
     )
     group = zarr.open_group(str(path / "labels" / "nuclei"), mode="r")
     attrs = dict(group.attrs)
@@ -204,12 +227,12 @@ def test_ome_zarr_labels_with_levels(tmp_path: Path, version: str) -> None:
 def test_tiny_model_text_and_instance_runs(image: Path, tmp_path: Path) -> None:
     """The real SEEM path (random tiny weights: the masks are meaningless, the plumbing is
     real): every id of the output is in the class table with its exact area."""
-    for name, kwargs in (
-        ("text", {"text": "a round cell"}),
-        ("inst", {"vocabulary": ["nucleus", "cell"], "mode": "instance"}),
+    for name, task in (
+        ("text", Task(text="a round cell")),
+        ("inst", Task(vocabulary=("nucleus", "cell"), mode="instance")),
     ):
         summary = segment_image(
-            image, tmp_path / f"{name}.zarr", tile=256, halo=32, model=TINY, **kwargs
+            image, tmp_path / f"{name}.zarr", task, BatchConfig(tile=256, halo=32), model=TINY
         )
         merged = zarr.open_array(summary.labels)[...]
         ids, counts = np.unique(merged[merged > 0], return_counts=True)
@@ -218,10 +241,9 @@ def test_tiny_model_text_and_instance_runs(image: Path, tmp_path: Path) -> None:
         assert [r["area"] for r in table] == counts.tolist()
 
 
-def test_segment_region_engine_entry_point(tmp_path: Path) -> None:
-    """The engine's job runner: a built predictor, an encode(tile) hook (the feature cache),
-    progress(done, total) and a numpy image."""
-    from napari_seem.batch import segment_region
+def test_engine_entry_point_shared_predictor(tmp_path: Path) -> None:
+    """The engine's job runner: a built predictor with an encode(tile) hook (the feature
+    cache), progress(done, total) and an opened numpy image, on a region of plane ()."""
     from napari_seem.core.io import open_image
 
     pixels = render_window(4, 0, 0, 400, 400)
@@ -233,16 +255,13 @@ def test_segment_region_engine_entry_point(tmp_path: Path) -> None:
         return source.read_rgb(*tile.outer)  # ThresholdPredictor "features" are the pixels
 
     progress: list[tuple[int, int]] = []
-    summary = segment_region(
-        ThresholdPredictor(),
+    summary = segment_image(
         source,
         tmp_path / "r.zarr",
-        box=(0, 0, 136, 400),
-        vocabulary=["nucleus"],
-        tile=200,
-        halo=32,
-        encode=encode,
-        progress=lambda d, t: progress.append((d, t)),
+        Task.from_options(vocabulary=["nucleus"]),
+        BatchConfig(tile=200, halo=32, planes="all", region=(0, 0, 136, 400)),
+        model=SharedPredictor(ThresholdPredictor(), encode=encode),
+        reporter=pair_reporter(lambda d, t: progress.append((d, t))),
     )
     assert summary.status == "complete" and summary.tiles == 3
     assert sorted(encoded) == [(0, 0), (0, 1), (0, 2)]
@@ -258,7 +277,7 @@ def test_import_is_light() -> None:
     import sys
 
     code = (
-        "import sys, napari_seem.batch, napari_seem.cli.main; napari_seem.cli.main.build_parser(); "
+        "import sys, napari_seem.batch; from napari_seem.cli import build_parser; build_parser(); "
         "print(sorted(m for m in ('torch', 'dask', 'distributed', 'zarr') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import zarr
 
-from napari_seem.batch import BatchConfigError, ModelSpec, segment_image
+from napari_seem.batch import BatchConfig, BatchConfigError, ModelSpec, Task, segment_image
 from napari_seem.batch.prompts_file import read_prompts
 from napari_seem.core.prompts import Box, Points
 from tests.batch.helpers import ThresholdPredictor, render_window
@@ -31,12 +31,9 @@ def test_selected_planes_only(tmp_path: Path) -> None:
     summary = segment_image(
         stack,
         tmp_path / "o.zarr",
-        vocabulary="cell",
-        planes="0,2",
-        tile=160,
-        halo=16,
+        Task(vocabulary=("cell",)),
+        BatchConfig(planes="0,2", tile=160, halo=16, min_area=1),
         model=ThresholdPredictor(),
-        min_area=1,
     )
     labels = zarr.open_array(summary.labels)[...]
     assert labels.shape == (3, 300, 280) and labels[1].max() == 0
@@ -45,7 +42,9 @@ def test_selected_planes_only(tmp_path: Path) -> None:
     table = zarr.open_array(summary.labels).attrs["napari_seem"]["classes"]
     assert {tuple(r["planes"][0]) for r in table} == {(0,), (2,)}
     with pytest.raises(BatchConfigError, match=r"use 0\.\.2"):
-        segment_image(stack, tmp_path / "x.zarr", vocabulary="cell", planes="5")
+        segment_image(
+            stack, tmp_path / "x.zarr", Task(vocabulary=("cell",)), BatchConfig(planes="5")
+        )
 
 
 @pytest.mark.slow
@@ -54,12 +53,9 @@ def test_propagation_keeps_ids_through_z(tmp_path: Path) -> None:
     summary = segment_image(
         stack,
         tmp_path / "p.zarr",
-        text="a round cell",
-        propagate="z",
-        tile=160,
-        halo=16,
+        Task(text="a round cell"),
+        BatchConfig(propagate="z", tile=160, halo=16, min_area=4),
         model=TINY,
-        min_area=4,
     )
     labels = zarr.open_array(summary.labels)[...]
     first = set(np.unique(labels[0])) - {0}

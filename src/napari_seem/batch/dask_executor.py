@@ -11,7 +11,7 @@ from typing import Any
 from distributed import Client, as_completed, get_worker
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from napari_seem.batch.cluster import Executor
+from napari_seem.batch.executor import TaskFn
 
 __all__ = ["BatchWorkerPlugin", "DaskExecutor", "connect"]
 
@@ -55,7 +55,7 @@ def _on_worker(plugin_name: str, fn: Callable[[Any, Any], Any], job: Any) -> Any
     return fn(plugin.context(worker.address), job)
 
 
-class DaskExecutor(Executor):
+class DaskExecutor:
     """Submits tasks to a distributed client in a bounded window (2 per worker)."""
 
     def __init__(
@@ -75,11 +75,12 @@ class DaskExecutor(Executor):
 
     def run(
         self,
-        fn: Callable[[Any, Any], Any],
+        fn: TaskFn,
         jobs: Iterable[Any],
         *,
         cancel: threading.Event | None = None,
     ) -> Iterator[Any]:
+        """See :meth:`napari_seem.batch.executor.Executor.run`."""
         pending = iter(jobs)
         running = as_completed()
         futures: list[Any] = []
@@ -115,6 +116,7 @@ class DaskExecutor(Executor):
             futures.clear()
 
     def close(self) -> None:
+        """Unregister the run's plugin; close the cluster and client this executor made."""
         with contextlib.suppress(Exception):  # the cluster may be gone already
             self.client.unregister_worker_plugin(self.plugin_name)
         for thing in reversed(self._owned):

@@ -31,7 +31,7 @@ pixel array larger than two tiles.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,7 @@ __all__ = [
     "MergeResult",
     "Merger",
     "TileStats",
+    "match_neighbours",
     "match_pair",
     "merge_tiles",
     "neighbour_pairs",
@@ -361,6 +362,43 @@ def neighbour_pairs(keys: Iterable[TileKey], plane_ndim: int) -> list[tuple[Tile
     return pairs
 
 
+def match_neighbours(
+    merger: Merger,
+    tiles: Mapping[TileKey, Tile],
+    stats: Mapping[TileKey, TileStats],
+    labels_of: Callable[[TileKey], Labels],
+    *,
+    plane_ndim: int,
+    min_iou: float,
+    sliver_area: int,
+) -> None:
+    """Match the pieces of every pair of neighbouring tiles and add the matches to ``merger``.
+
+    Args:
+        tiles, stats: the tiles of a grid (one or more planes) and their tables, by key.
+        labels_of: ``labels_of(key)`` gives the tile's ``(oh, ow)`` local ids (it may read
+            them from disk: each tile is asked for once per neighbour).
+        plane_ndim, min_iou, sliver_area: see :class:`Merger` and :func:`match_pair`.
+    """
+    for ka, kb in neighbour_pairs(stats, plane_ndim):
+        sa, sb = stats[ka], stats[kb]
+        if sa.object_keys is not None or sb.object_keys is not None:
+            continue  # keyed pieces are joined by key
+        if not sa.count or not sb.count:
+            continue  # nothing to match (match_pair would find no pair)
+        pairs = match_pair(
+            tiles[ka],
+            labels_of(ka),
+            tiles[kb],
+            labels_of(kb),
+            core_area_a=sa.core_area,
+            core_area_b=sb.core_area,
+            min_iou=min_iou,
+            sliver_area=sliver_area,
+        )
+        merger.add_matches(ka, kb, pairs)
+
+
 def merge_tiles(
     tiles: Sequence[tuple[Tile, Labels, Sequence[str | None], Sequence[float]]],
     image_shape: tuple[int, int],
@@ -385,20 +423,15 @@ def merge_tiles(
         stats = tile_stats(tile, labels, key=tile.index, class_names=names, scores=scores)
         merger.add_tile(stats)
         by_key[tile.index] = (tile, np.asarray(labels), stats)
-    for ka, kb in neighbour_pairs(by_key, 0):
-        ta, la, sa = by_key[ka]
-        tb, lb, sb = by_key[kb]
-        pairs = match_pair(
-            ta,
-            la,
-            tb,
-            lb,
-            core_area_a=sa.core_area,
-            core_area_b=sb.core_area,
-            min_iou=min_iou,
-            sliver_area=sliver_area,
-        )
-        merger.add_matches(ka, kb, pairs)
+    match_neighbours(
+        merger,
+        {key: tile for key, (tile, _, _) in by_key.items()},
+        {key: stats for key, (_, _, stats) in by_key.items()},
+        lambda key: by_key[key][1],
+        plane_ndim=0,
+        min_iou=min_iou,
+        sliver_area=sliver_area,
+    )
     result = merger.resolve()
     out = np.zeros(image_shape, np.uint32)
     for key, (tile, labels, _) in by_key.items():

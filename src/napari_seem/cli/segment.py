@@ -120,10 +120,9 @@ def _bands(text: str | None) -> tuple[int, int, int] | None:
 
 def run_segment(args: argparse.Namespace) -> int:
     """The body of ``napari-seem segment``."""
-    from napari_seem.batch.runner import segment_image
-    from napari_seem.batch.store import BatchConfigError
-    from napari_seem.batch.tasks import ModelSpec
+    from napari_seem.batch import BatchConfig, BatchConfigError, ModelSpec, Task, segment_image
     from napari_seem.cli._common import RANDOM_WEIGHTS_NOTE, CliError
+    from napari_seem.core.progress import Progress
 
     if args.workers is not None and args.scheduler != "local":
         raise CliError("--workers sizes a --scheduler local cluster; add --scheduler local")
@@ -145,37 +144,47 @@ def run_segment(args: argparse.Namespace) -> int:
     spec = ModelSpec(args.variant, checkpoint=checkpoint, device=args.device, threads=args.threads)
     bar: Any = None
 
-    def progress(done: int, total: int) -> None:
+    def reporter(progress: Progress) -> None:
         nonlocal bar
         if args.no_progress:
             return
         if bar is None:
             from tqdm import tqdm
 
-            bar = tqdm(total=total, initial=done, unit="step", desc="segment", smoothing=0.1)
-        bar.update(done - bar.n)
+            bar = tqdm(
+                total=progress.total,
+                initial=progress.done,
+                unit="step",
+                desc="segment",
+                smoothing=0.1,
+            )
+        bar.update(progress.done - bar.n)
 
+    bands = _bands(args.bands)
     try:
-        summary = segment_image(
-            args.input,
-            args.out,
-            vocabulary=args.vocabulary,
-            text=args.text,
-            prompts=args.prompts,
-            mode=args.mode,
+        task = Task.from_options(
+            vocabulary=args.vocabulary, text=args.text, prompts=args.prompts, mode=args.mode
+        )
+        config = BatchConfig(
             tile=args.tile,
             halo=args.halo,
             level=args.level,
-            bands=_bands(args.bands),
+            bands=bands,
             planes=args.planes,
             propagate=args.propagate,
             labels_name=args.labels_name,
-            model=spec,
-            scheduler=args.scheduler,
+            min_area=args.min_area,
             workers=args.workers,
             overwrite=args.overwrite,
-            progress=progress,
-            min_area=args.min_area,
+        )
+        summary = segment_image(
+            args.input,
+            args.out,
+            task,
+            config,
+            model=spec,
+            scheduler=args.scheduler,
+            reporter=reporter,
             on_start=(
                 (lambda: print(RANDOM_WEIGHTS_NOTE.format(variant=args.variant), file=sys.stderr))
                 if checkpoint is None
