@@ -51,6 +51,7 @@ import contextlib
 import math
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +79,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_RESULT_PIXELS",
     "SEGMENT_MODES",
+    "SegmentRequest",
     "check_segment",
     "run_segment",
 ]
@@ -101,6 +103,35 @@ _SEGMENT_PARAMS = frozenset(
     }
 )
 _OVERLAP_DEFAULT = 0.8
+
+
+@dataclass(frozen=True)
+class SegmentRequest:
+    """A checked ``segment`` job (what :func:`check_segment` hands :func:`run_segment`).
+
+    Attributes:
+        vocabulary: class names, or None for a phrase (``text``).
+        text: the phrase, or None for a vocabulary.
+        mode: the everything mode asked for (``"auto"`` is resolved when the job runs).
+        box: level-0 ``(row0, col0, row1, col1)``, max exclusive: what the answer covers.
+        region: ``box`` on the session's working level (rounded outwards).
+        out: zarr path to write the labels to, or None for a labels crop.
+        object_mask_threshold, overlap_threshold, text_threshold, min_area: as in the
+            module docstring.
+        tiles: tiles whose core meets the region (what progress counts).
+    """
+
+    vocabulary: tuple[str, ...] | None
+    text: str | None
+    mode: str
+    box: tuple[int, int, int, int]
+    region: tuple[int, int, int, int]
+    out: str | None
+    object_mask_threshold: float
+    overlap_threshold: float
+    text_threshold: float
+    min_area: int
+    tiles: int
 
 
 # ---------------------------------------------------------------------------- segment
@@ -137,20 +168,20 @@ def check_segment(engine: Engine, session: Session, params: dict[str, Any]) -> J
             "server may write, inside its allowed roots) to write the labels there, segment "
             "a smaller box=, or run `napari-seem segment IMAGE --out LABELS.zarr` on the image"
         )
-    plan = {
-        "vocabulary": vocabulary,
-        "text": None if text is None else text.strip(),
-        "mode": mode,
-        "box": level0,
-        "region": region,
-        "out": out,
-        "object_mask_threshold": _fraction(params, "object_mask_threshold", 0.4),
-        "overlap_threshold": _fraction(params, "overlap_threshold", _OVERLAP_DEFAULT),
-        "text_threshold": _fraction(params, "text_threshold", 0.05),
-        "min_area": _count(params, "min_area", 16),
-        "tiles": len(tiles),
-    }
-    return JobPlan(plan, total=len(tiles))
+    request = SegmentRequest(
+        vocabulary=vocabulary,
+        text=None if text is None else text.strip(),
+        mode=mode,
+        box=level0,
+        region=region,
+        out=out,
+        object_mask_threshold=_fraction(params, "object_mask_threshold", 0.4),
+        overlap_threshold=_fraction(params, "overlap_threshold", _OVERLAP_DEFAULT),
+        text_threshold=_fraction(params, "text_threshold", 0.05),
+        min_area=_count(params, "min_area", 16),
+        tiles=len(tiles),
+    )
+    return JobPlan({"request": request}, total=len(tiles))
 
 
 def _vocabulary(value: Any) -> tuple[str, ...] | None:
@@ -255,51 +286,24 @@ class _OverlapPredictor:
 
 
 def run_segment(
-    engine: Engine,
-    job: JobRecord,
-    session: Session,
-    *,
-    vocabulary: tuple[str, ...] | None,
-    text: str | None,
-    mode: str,
-    box: tuple[int, int, int, int],
-    region: tuple[int, int, int, int],
-    out: str | None,
-    object_mask_threshold: float,
-    overlap_threshold: float,
-    text_threshold: float,
-    min_area: int,
-    tiles: int,
+    engine: Engine, job: JobRecord, session: Session, *, request: SegmentRequest
 ) -> LabelsCrop:
     """Segment the region with :func:`~napari_seem.batch.segment_image` (module docstring)."""
     from napari_seem.batch.store import BatchConfigError
 
     predictor: Any = engine.predictor
-    mode = resolve_everything_mode(mode, predictor)  # "auto" -> what the model runs
-    if overlap_threshold != _OVERLAP_DEFAULT:
-        predictor = _OverlapPredictor(predictor, overlap_threshold)
+    # "auto" -> what the model runs
+    request = replace(request, mode=resolve_everything_mode(request.mode, predictor))
+    if request.overlap_threshold != _OVERLAP_DEFAULT:
+        predictor = _OverlapPredictor(predictor, request.overlap_threshold)
     with contextlib.ExitStack() as stack:
-        if out is None:
+        if request.out is None:
             scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="napari-seem-job-"))
             target = Path(scratch) / "labels.zarr"
         else:
-            target = Path(out)
+            target = Path(request.out)
         try:
-            summary = _segment_region(
-                engine,
-                job,
-                session,
-                target,
-                predictor,
-                vocabulary=vocabulary,
-                text=text,
-                mode=mode,
-                region=region,
-                object_mask_threshold=object_mask_threshold,
-                text_threshold=text_threshold,
-                min_area=min_area,
-                tiles=tiles,
-            )
+            summary = _segment_region(engine, job, session, target, predictor, request)
         except BatchConfigError as exc:
             raise InvalidRequestError(str(exc)) from None
         except Exception:
@@ -308,10 +312,10 @@ def run_segment(
             raise
         if summary.status == "cancelled" or job.cancel.is_set():
             raise JobCancelled(job.job_id)
-        if out is not None:
-            return _written(summary, session, box)
-        source = "grounding" if text is not None else mode
-        return _crop(summary.labels, session, box, region, source)
+        if request.out is not None:
+            return _written(summary, session, request.box)
+        source = "grounding" if request.text is not None else request.mode
+        return _crop(summary.labels, session, request.box, request.region, source)
 
 
 def _segment_region(
@@ -320,21 +324,14 @@ def _segment_region(
     session: Session,
     target: Path,
     predictor: Any,
-    *,
-    vocabulary: tuple[str, ...] | None,
-    text: str | None,
-    mode: str,
-    region: tuple[int, int, int, int],
-    object_mask_threshold: float,
-    text_threshold: float,
-    min_area: int,
-    tiles: int,
+    request: SegmentRequest,
 ) -> RunSummary:
-    """One :func:`~napari_seem.batch.segment_image` run over the session's level window
-    ``region`` into the zarr ``target``, on the engine's predictor, feature cache and
-    model lock; progress is reported to ``job`` in tiles."""
+    """One :func:`~napari_seem.batch.segment_image` run of ``request`` (its mode resolved)
+    into the zarr ``target``, on the engine's predictor, feature cache and model lock;
+    progress is reported to ``job`` in tiles."""
     from napari_seem.batch.runner import segment_image
 
+    tiles = request.tiles
     shown = -1
 
     def progress(done: int, _total: int) -> None:
@@ -351,22 +348,22 @@ def _segment_region(
     return segment_image(
         session.source,
         target,
-        vocabulary=list(vocabulary) if vocabulary else None,
-        text=text,
-        mode=mode,  # type: ignore[arg-type]
+        vocabulary=list(request.vocabulary) if request.vocabulary else None,
+        text=request.text,
+        mode=request.mode,  # type: ignore[arg-type]
         tile=engine.tile,
         halo=engine.halo,
         level=session.frame.level,
         planes=[plane] if plane else "all",
-        region=region,
+        region=request.region,
         model=predictor,
         progress=progress,
         cancel=job.cancel,
         encode=encode,
         lock=engine.model_lock,
-        object_mask_threshold=object_mask_threshold,
-        text_threshold=text_threshold,
-        min_area=min_area,
+        object_mask_threshold=request.object_mask_threshold,
+        text_threshold=request.text_threshold,
+        min_area=request.min_area,
     )
 
 
