@@ -19,7 +19,8 @@ from napari_seem.model.prompt_window import (
 )
 from napari_seem.model.seem import ImageFeatures
 from napari_seem.predict.everything import PointsSettings
-from napari_seem.predict.predictor import SeemPredictor, _touching
+from napari_seem.predict.masks import touching as _touching
+from napari_seem.predict.predictor import SeemPredictor
 
 
 def _mark(shape: tuple[int, int], rows: slice, cols: slice) -> np.ndarray:

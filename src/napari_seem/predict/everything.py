@@ -118,8 +118,8 @@ def _decode_window(
     h, w = window.bottom - window.top, window.right - window.left
     clicks = [ObjectPrompt((Points.click(r - window.top, c - window.left),)) for r, c in points]
     pos, neg = rasterize_objects(clicks, (h, w))  # window-local model pixels
-    with predictor._inference():
-        masks, logits, captions = predictor._decode_prompts(feats, pos, neg, None, None)
+    with predictor.inference():
+        masks, logits, captions = predictor.decode_prompts(feats, pos, neg, None, None)
     chosen = logits.float().argmax(0)  # (P,)
     hc, wc = masks.shape[-2:]
     inner = np.zeros((hc, wc), bool)  # window borders that are not the image border
@@ -163,7 +163,7 @@ def _to_objects(
     enc = predictor.encoded
     frame = enc.frame
     captions = torch.stack([c.caption for c in accepted])
-    cls_names, cls_scores = predictor._name(captions, names)
+    cls_names, cls_scores = predictor.name_captions(captions, names)
     # level-0 label map: nearest-neighbour of the stride-4 id map through the frame
     h0, w0 = frame.image_hw
     sy, sx = frame.scale

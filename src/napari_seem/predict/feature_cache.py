@@ -40,7 +40,7 @@ import zarr
 from napari_seem.core.tiling import Tile
 from napari_seem.model.seem import ImageFeatures
 from napari_seem.model.transforms import ModelFrame
-from napari_seem.predict.predictor import EncodedImage
+from napari_seem.predict.encoding import EncodedImage
 
 __all__ = [
     "CACHE_FORMAT_VERSION",

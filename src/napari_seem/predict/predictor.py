@@ -6,11 +6,16 @@ The model is stateless; the predictor owns what is worth keeping between calls:
   :class:`~napari_seem.model.seem.ImageFeatures` and the decoder's per-image key/value cache
   (so a click costs only the decoder's query side);
 - text embeddings of vocabularies and phrases (keyed by the strings);
-- the mask logits of the masks it returned, so that passing a returned
-  :class:`~napari_seem.core.results.ObjectMask` back as ``previous`` gives the model exactly the
-  official round-2 memory input. A mask the user edited (or any other binary mask) is turned
-  into logits of ``+/-MEMORY_LOGIT``: memory tokens only look at where the resized logits are
-  >= 0, so a binary mask carries the same information up to sub-pixel boundaries.
+- the mask logits of the masks it returned (round-to-round memory, see
+  :mod:`napari_seem.predict.memory`).
+
+Besides the tasks (:meth:`SeemPredictor.predict`, ``ground``, ``refer``,
+``segment_everything``) it exposes the low-level operations the task modules are built on,
+the way segment-anything's automatic mask generator uses only its predictor's public
+methods: :meth:`~SeemPredictor.inference`, :meth:`~SeemPredictor.image_memory`,
+:meth:`~SeemPredictor.decode_prompts`, :meth:`~SeemPredictor.decode_spatial`,
+:meth:`~SeemPredictor.class_embeddings`, :meth:`~SeemPredictor.name_captions`,
+:meth:`~SeemPredictor.sentence_embedding` and :meth:`~SeemPredictor.logits_to_masks`.
 
 Inputs and outputs are in level-0 ``(row, col)`` pixels of the image given to
 :meth:`SeemPredictor.set_image`; all resizing, padding and coordinate flips happen through
@@ -21,74 +26,36 @@ Inputs and outputs are in level-0 ``(row, col)`` pixels of the image given to
 from __future__ import annotations
 
 import contextlib
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 import torch
-import torch.nn.functional as F
 
 from napari_seem.core.images import as_rgb_uint8
-from napari_seem.core.prompts import Box, ObjectPrompt, PromptError, PromptSet, ReferringExample
+from napari_seem.core.prompts import ObjectPrompt, PromptError, PromptSet, ReferringExample
 from napari_seem.core.rasterize import rasterize_objects, rasterize_prompts
 from napari_seem.core.results import ObjectMask, SegmentationResult
 from napari_seem.model.build import build_seem, get_config
 from napari_seem.model.decoder import ImageMemory
 from napari_seem.model.decoder_outputs import class_logits
-from napari_seem.model.postprocess import (
-    instance_inference,
-    l2_normalize,
-    panoptic_inference,
-    rank_grounding_queries,
-    semantic_inference,
-    vl_similarity,
-)
-from napari_seem.model.prompt_window import OUTSIDE_LOGIT, Window, crop_features, prompt_window
+from napari_seem.model.postprocess import l2_normalize
 from napari_seem.model.seem import ImageFeatures, SeemModel
 from napari_seem.model.text_encoder import Tokenizer
 from napari_seem.model.tokenizer import ClipTokenizer, load_clip_tokenizer
-from napari_seem.model.transforms import (
-    ModelFrame,
-    logits_to_image,
-    make_frame,
-    masks_to_model_frame,
-    preprocess,
-)
+from napari_seem.model.transforms import ModelFrame, logits_to_image, make_frame, preprocess
+from napari_seem.predict.encoding import EncodedImage
 from napari_seem.predict.everything import PointsSettings, segment_by_points
-from napari_seem.predict.grounding import ground_in_windows
+from napari_seem.predict.generic import segment_by_queries
+from napari_seem.predict.grounding import ground_in_windows, ground_whole_image
+from napari_seem.predict.masks import bound_by_boxes, clean_names, mask_score, touching
+from napari_seem.predict.memory import MEMORY_LOGIT, MaskMemory, PreviousMasks
+from napari_seem.predict.spatial import choose_candidates, decode_spatial
 
 __all__ = ["MEMORY_LOGIT", "EncodedImage", "SeemPredictor", "as_rgb_uint8"]
 
-#: Logit given to a binary mask used as round-to-round memory (sigmoid = 0.9997).
-MEMORY_LOGIT = 8.0
-_MAX_REMEMBERED = 256
 EverythingMode = Literal["panoptic", "instance", "semantic", "points", "auto"]
-
-
-@dataclass(frozen=True)
-class EncodedImage:
-    """An image as the decoder sees it.
-
-    Attributes:
-        frame: how the level-0 image maps into the padded model input.
-        features: encoder output (batch of one) in the padded model frame.
-        image_memory: the decoder's per-image cross-attention keys/values (filled lazily).
-    """
-
-    frame: ModelFrame
-    features: ImageFeatures
-    image_memory: ImageMemory | None = field(default=None, compare=False)
-
-    @property
-    def image_shape(self) -> tuple[int, int]:
-        return self.frame.image_hw
-
-
-def _mask_key(obj: ObjectMask) -> tuple[tuple[int, int], tuple[int, ...], bytes]:
-    return (obj.offset, obj.mask.shape, np.packbits(obj.mask).tobytes())
 
 
 class SeemPredictor:
@@ -139,7 +106,7 @@ class SeemPredictor:
         self._encoded: EncodedImage | None = None
         self._vocabularies: dict[tuple[str, ...], torch.Tensor] = {}
         self._sentences: dict[str, torch.Tensor] = {}
-        self._remembered: OrderedDict[tuple[object, ...], torch.Tensor] = OrderedDict()
+        self._memory = MaskMemory()
 
     @classmethod
     def from_variant(
@@ -171,7 +138,9 @@ class SeemPredictor:
         return self._tokenizer
 
     @contextlib.contextmanager
-    def _inference(self) -> Iterator[None]:
+    def inference(self) -> Iterator[None]:
+        """The context every model call runs in: no gradients, and autocast when the
+        predictor was built with ``autocast=`` (e.g. bfloat16 on a GPU)."""
         # no_grad, not inference_mode: cached features are reused in later (plain) calls
         with torch.no_grad():
             if self.autocast is None:
@@ -180,7 +149,9 @@ class SeemPredictor:
                 with torch.autocast(self.device.type, dtype=self.autocast):
                     yield
 
-    def _frame_for(self, image_hw: tuple[int, int]) -> ModelFrame:
+    def frame_for(self, image_hw: tuple[int, int]) -> ModelFrame:
+        """How an image of level-0 size ``image_hw`` ``(H, W)`` maps into the padded model
+        input of this predictor (its resize rule, the model's fixed size or divisibility)."""
         model = self.model
         if model.fixed_size is not None:
             return make_frame(image_hw, long_side=model.fixed_size, fixed_size=model.fixed_size)
@@ -194,6 +165,7 @@ class SeemPredictor:
 
     @property
     def encoded(self) -> EncodedImage:
+        """The current image's encoding (raises RuntimeError before :meth:`set_image`)."""
         if self._encoded is None:
             raise RuntimeError("no image is set: call set_image(image) first")
         return self._encoded
@@ -211,9 +183,9 @@ class SeemPredictor:
             return []
         if len({rgb.shape for rgb in rgbs}) != 1:
             raise ValueError("encode_many needs images of one shape; encode others separately")
-        frame = self._frame_for((rgbs[0].shape[0], rgbs[0].shape[1]))
+        frame = self.frame_for((rgbs[0].shape[0], rgbs[0].shape[1]))
         batch = torch.from_numpy(np.stack(rgbs)).permute(0, 3, 1, 2).to(self.device)
-        with self._inference():
+        with self.inference():
             model_input = preprocess(
                 batch,  # uint8: rounded after a resize, as the official uint8 pipelines
                 frame,
@@ -227,7 +199,7 @@ class SeemPredictor:
     def set_image(self, image: npt.ArrayLike) -> EncodedImage:
         """Encode ``image`` and make it the current image. Returns the encoding (cacheable)."""
         self._encoded = self.encode(image)
-        self._remembered.clear()
+        self._memory.clear()
         return self._encoded
 
     def reset_caches(self) -> None:
@@ -236,17 +208,19 @@ class SeemPredictor:
         self._encoded = None
         self._vocabularies.clear()
         self._sentences.clear()
-        self._remembered.clear()
+        self._memory.clear()
 
     def set_encoded(self, encoded: EncodedImage) -> None:
         """Make an earlier encoding current (the engine's feature cache uses this)."""
         self._encoded = encoded
-        self._remembered.clear()
+        self._memory.clear()
 
-    def _image_memory(self) -> ImageMemory | None:
+    def image_memory(self) -> ImageMemory | None:
+        """The decoder's cross-attention keys/values of the current image (projected on
+        first use, then kept with the encoding)."""
         enc = self.encoded
         if enc.image_memory is None:
-            with self._inference():
+            with self.inference():
                 memory = self.model.decoder.project_image(enc.features.multi_scale_features)
             enc = EncodedImage(enc.frame, enc.features, memory)
             self._encoded = enc
@@ -256,75 +230,29 @@ class SeemPredictor:
 
     def class_embeddings(self, vocabulary: Sequence[str]) -> torch.Tensor:
         """``(K+1, D)`` unit-norm embeddings of ``vocabulary`` + "background" (cached)."""
-        key = tuple(_clean_names(vocabulary))
+        key = tuple(clean_names(vocabulary))
         if key not in self._vocabularies:
-            with self._inference():
+            with self.inference():
                 emb = self.model.text_encoder.class_vocabulary(list(key), self.tokenizer)
             self._vocabularies[key] = emb.float()
         return self._vocabularies[key]
 
-    def _sentence(self, text: str) -> torch.Tensor:
+    def sentence_embedding(self, text: str) -> torch.Tensor:
+        """``(D,)`` float32 unit-norm embedding of a phrase in the joint space (cached)."""
         if text not in self._sentences:
-            with self._inference():
+            with self.inference():
                 emb = self.model.text_encoder.sentence_embeddings([text], self.tokenizer)[0]
             self._sentences[text] = emb.float()
         return self._sentences[text]
 
     # ------------------------------------------------------------------ masks
 
-    def _to_image(self, logits: torch.Tensor) -> np.ndarray:
-        """``(N, h, w)`` stride-4 logits -> ``(N, H, W)`` bool masks at level 0."""
+    def logits_to_masks(self, logits: torch.Tensor) -> np.ndarray:
+        """``(N, h, w)`` stride-4 logits in the padded model frame of the current image ->
+        ``(N, H, W)`` bool masks at level 0 (resampled by ``mask_resize``, then > 0)."""
         frame = self.encoded.frame
         full = logits_to_image(logits.float(), frame, frame.image_hw, method=self.mask_resize)
         return (full > 0).cpu().numpy()
-
-    def _memory_from_mask(self, mask: np.ndarray) -> torch.Tensor:
-        """A binary level-0 mask -> ``(h, w)`` stride-4 logits of ``+/-MEMORY_LOGIT``."""
-        frame = self.encoded.frame
-        padded = masks_to_model_frame(torch.from_numpy(mask[None]).to(self.device), frame)
-        cover = F.avg_pool2d(padded[None].float(), 4)[0, 0]  # fraction of each 4x4 cell
-        return torch.where(cover >= 0.5, MEMORY_LOGIT, -MEMORY_LOGIT)
-
-    def _remember(self, obj: ObjectMask, logits: torch.Tensor) -> None:
-        self._remembered[_mask_key(obj)] = logits.detach()
-        while len(self._remembered) > _MAX_REMEMBERED:
-            self._remembered.popitem(last=False)
-
-    def _previous_logits(
-        self,
-        previous: SegmentationResult | Sequence[ObjectMask | npt.ArrayLike | None],
-        count: int,
-    ) -> torch.Tensor | None:
-        items = list(previous)
-        if len(items) != count:
-            raise PromptError(
-                f"previous has {len(items)} masks but there are {count} objects: pass one "
-                "previous mask (or None) per object, in the same order"
-            )
-        if all(item is None for item in items):
-            return None
-        h, w = self.encoded.features.mask_features.shape[-2:]
-        rows = []
-        for item in items:
-            if item is None:
-                # no memory for this object: memory tokens see nothing of it
-                rows.append(torch.full((h, w), -MEMORY_LOGIT, device=self.device))
-            elif isinstance(item, ObjectMask):
-                known = self._remembered.get(_mask_key(item))
-                rows.append(
-                    known
-                    if known is not None
-                    else self._memory_from_mask(item.full(self.encoded.image_shape))
-                )
-            else:
-                mask = np.asarray(item).astype(bool)
-                if mask.shape != self.encoded.image_shape:
-                    raise PromptError(
-                        f"previous mask has shape {mask.shape}; the image is "
-                        f"{self.encoded.image_shape}"
-                    )
-                rows.append(self._memory_from_mask(mask))
-        return torch.stack(rows)[None]
 
     # ------------------------------------------------------------------ tasks
 
@@ -333,7 +261,7 @@ class SeemPredictor:
         self,
         prompts: PromptSet | ObjectPrompt | Sequence[ObjectPrompt],
         *,
-        previous: SegmentationResult | Sequence[ObjectMask | npt.ArrayLike | None] | None = None,
+        previous: PreviousMasks | None = None,
         vocabulary: Sequence[str] | None = None,
         grounding_threshold: float = 0.05,
     ) -> SegmentationResult:
@@ -379,7 +307,7 @@ class SeemPredictor:
     def _interactive(
         self,
         objects: list[ObjectPrompt],
-        previous: SegmentationResult | Sequence[ObjectMask | npt.ArrayLike | None] | None,
+        previous: PreviousMasks | None,
         vocabulary: Sequence[str] | None,
     ) -> list[ObjectMask]:
         enc = self.encoded
@@ -392,24 +320,37 @@ class SeemPredictor:
             )
         # SEEM has no box encoder: a box prompts with its centre and bounds the answer
         pos, neg = rasterize_objects(objects, frame.padded_hw, scale=frame.scale, box_mode="center")
-        prev = None if previous is None else self._previous_logits(previous, len(objects))
-        smasks, spatial_logits, stexts = self._decode_spatial(pos, neg, prev)
+        h4, w4 = enc.features.mask_features.shape[-2:]
+        prev = (
+            None
+            if previous is None
+            else self._memory.previous_logits(
+                previous,
+                len(objects),
+                frame=frame,
+                cells_hw=(int(h4), int(w4)),
+                device=self.device,
+            )
+        )
+        smasks, spatial_logits, stexts = self.decode_spatial(pos, neg, prev)
         chosen = self._choose_candidates(objects, spatial_logits, stexts)
         logits = smasks[chosen]  # (P, h, w)
         captions = stexts[chosen]  # (P, D)
-        masks = self._to_image(logits)
+        masks = self.logits_to_masks(logits)
         if self.connected:
             marks, _ = rasterize_objects(objects, frame.image_hw, box_mode="center")
             triples = zip(masks, marks, objects, strict=True)
-            masks = np.stack([_touching(m, k, o) for m, k, o in triples])
-        names, name_scores = self._name(captions, vocabulary)
+            masks = np.stack([touching(m, k, o) for m, k, o in triples])
+        names, name_scores = self.name_captions(captions, vocabulary)
         results = []
         for p, obj in enumerate(objects):
-            mask = _bound_by_boxes(masks[p], obj)
-            score = _mask_score(logits[p])
+            mask = bound_by_boxes(masks[p], obj)
+            score = mask_score(logits[p])
             name, name_score = names[p], name_scores[p]
             if obj.text is not None:
-                sim = torch.dot(l2_normalize(captions[p].float()), self._sentence(obj.text.text))
+                sim = torch.dot(
+                    l2_normalize(captions[p].float()), self.sentence_embedding(obj.text.text)
+                )
                 name, name_score = obj.text.text, float(sim)
             result = ObjectMask.from_full(
                 mask,
@@ -419,60 +360,25 @@ class SeemPredictor:
                 prompt=obj,
                 source="interactive",
             )
-            self._remember(result, logits[p])
+            self._memory.remember(result, logits[p])
             results.append(result)
         return results
 
-    def _decode_spatial(
+    def decode_spatial(
         self, pos: np.ndarray, neg: np.ndarray, prev: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Decode ``(P, H_pad, W_pad)`` prompt masks (and memory ``(1, P, h, w)``).
+        """Decode ``(P, H_pad, W_pad)`` bool prompt masks on the current image (and memory
+        ``(1, P, h, w)`` stride-4 logits), in prompt windows for models that have them.
 
         Returns the spatial queries' ``(P*Q, h, w)`` mask logits, ``(P*Q, P)`` selection
-        logits (-inf off the prompt's own queries) and ``(P*Q, D)`` caption embeddings. A
-        model with a ``prompt_window`` decodes each prompt inside its window (see
-        :mod:`napari_seem.model.prompt_window`); others decode all prompts at once.
+        logits (-inf off the prompt's own queries) and ``(P*Q, D)`` caption embeddings
+        (see :func:`napari_seem.predict.spatial.decode_spatial`).
         """
-        enc = self.encoded
-        size = getattr(self.model, "prompt_window", None)
-        windows: list[Window | None] = [None] * len(pos)
-        if size:
-            for p in range(len(pos)):
-                touched = pos[p] | neg[p]
-                if prev is not None:
-                    grown = (prev[0, p] > 0).repeat_interleave(4, 0).repeat_interleave(4, 1)
-                    touched = touched | grown.cpu().numpy()[: touched.shape[0], : touched.shape[1]]
-                windows[p] = prompt_window(touched, enc.features.padded_hw, size)
-        if all(w is None for w in windows):
-            with self._inference():
-                out = self._decode_prompts(enc.features, pos, neg, prev, self._image_memory())
-            return out
-        q = self.model.decoder.config.queries_per_prompt
-        h4, w4 = enc.features.mask_features.shape[-2:]
-        dtype = enc.features.mask_features.dtype
-        smasks = torch.full((len(pos) * q, h4, w4), OUTSIDE_LOGIT, device=self.device, dtype=dtype)
-        slogits = torch.full((len(pos) * q, len(pos)), float("-inf"), device=self.device)
-        stexts: list[torch.Tensor] = []
-        for p, window in enumerate(windows):
-            rows = slice(p * q, (p + 1) * q)
-            one = slice(p, p + 1)
-            if window is None:
-                feats, cells, px = enc.features, (slice(None), slice(None)), (slice(None),) * 2
-            else:
-                feats = crop_features(enc.features, window)
-                cells = window.cells(4)
-                px = window.cells(1)
-            memory = None if prev is None else prev[:, one][..., cells[0], cells[1]]
-            with self._inference():
-                m, lg, tx = self._decode_prompts(
-                    feats, pos[one][:, px[0], px[1]], neg[one][:, px[0], px[1]], memory, None
-                )
-            smasks[rows][:, cells[0], cells[1]] = m.to(dtype)
-            slogits[rows, p] = lg[:, 0].float()
-            stexts.append(tx)
-        return smasks, slogits, torch.cat(stexts)
+        return decode_spatial(self, pos, neg, prev)
 
-    def _decode_prompts(
+    _decode_spatial = decode_spatial  # the older private name, kept for existing callers
+
+    def decode_prompts(
         self,
         features: ImageFeatures,
         pos: np.ndarray,
@@ -480,7 +386,22 @@ class SeemPredictor:
         prev: torch.Tensor | None,
         image_memory: ImageMemory | None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One decoder pass over all prompts in ``features``' frame (:meth:`_decode_spatial`)."""
+        """One decoder pass over ``P`` visual prompts in ``features``' frame.
+
+        Call it inside :meth:`inference`.
+
+        Args:
+            features: encoded features (batch of one): the current image's or a window of
+                them (:func:`napari_seem.model.prompt_window.crop_features`).
+            pos, neg: ``(P, H, W)`` bool prompt masks in the model pixels of ``features``.
+            prev: ``(1, P, h, w)`` stride-4 memory logits, or None.
+            image_memory: :meth:`image_memory` when ``features`` are the whole current
+                image (skips projecting it again), else None.
+
+        Returns:
+            ``(P*Q, h, w)`` mask logits, ``(P*Q, P)`` selection logits and ``(P*Q, D)``
+            caption embeddings of the spatial queries.
+        """
         tokens = self.model.encode_visual_prompts(
             features,
             torch.from_numpy(np.ascontiguousarray(pos)[None]).to(self.device),
@@ -498,43 +419,23 @@ class SeemPredictor:
         assert out.pred_stexts is not None
         return out.pred_smasks[0], out.spatial_logits[0], out.pred_stexts[0]
 
+    _decode_prompts = decode_prompts  # the older private name, kept for existing callers
+
     def _choose_candidates(
         self, objects: list[ObjectPrompt], spatial_logits: torch.Tensor, captions: torch.Tensor
     ) -> torch.Tensor:
-        """Index of the answering spatial query per object.
+        """Index of the answering spatial query per object (see
+        :func:`napari_seem.predict.spatial.choose_candidates`)."""
+        return choose_candidates(self, objects, spatial_logits, captions)
 
-        Without text this is the official rule: the query whose mask embedding best matches
-        the pooled prompt vector (``argmax`` of ``spatial_logits``). With text (composition,
-        e.g. "nucleus" + a click) each of the object's candidate queries is scored by
-        ``log_softmax(spatial logits) + log_softmax(text similarity)`` over its candidates,
-        so the answer must fit both the visual prompt and the phrase.
-
-        Args:
-            spatial_logits: ``(P*Q, P)``; -inf where a query belongs to another prompt.
-            captions: ``(P*Q, D)`` caption embeddings of the spatial queries.
-        """
-        chosen = spatial_logits.float().argmax(0)
-        q = spatial_logits.shape[0] // max(len(objects), 1)
-        for p, obj in enumerate(objects):
-            if obj.text is None:
-                continue
-            rows = slice(p * q, (p + 1) * q)
-            visual = spatial_logits[rows, p].float().log_softmax(0)
-            text = vl_similarity(
-                captions[rows].float(),
-                self._sentence(obj.text.text)[None],
-                self.model.text_encoder.logit_scale.float(),
-            )[:, 0].log_softmax(0)
-            chosen[p] = p * q + int((visual + text).argmax())
-        return chosen
-
-    def _name(
+    def name_captions(
         self, captions: torch.Tensor, vocabulary: Sequence[str] | None
     ) -> tuple[list[str | None], list[float | None]]:
-        """Best class of each caption embedding ``(N, D)`` among ``vocabulary`` (no background)."""
+        """Best class of each caption embedding ``(N, D)`` among ``vocabulary`` (no
+        background) and its probability; all None without a vocabulary."""
         if not vocabulary:
             return [None] * len(captions), [None] * len(captions)
-        names = _clean_names(vocabulary)
+        names = clean_names(vocabulary)
         emb = self.class_embeddings(names)
         logits = class_logits(captions[None].float(), emb, self.model.text_encoder.logit_scale)
         prob = logits[0].softmax(-1)[:, :-1]
@@ -570,39 +471,10 @@ class SeemPredictor:
         if windowed:
             found = ground_in_windows(self, texts, max_instances=max_instances)
             return SegmentationResult(enc.image_shape, tuple(found))
-        with self._inference():
-            tokens, padding = self.model.text_encoder.grounding_tokens(texts, self.tokenizer)
-            out = self.model.decode(
-                enc.features,
-                grounding_tokens=tokens.to(enc.features.mask_features.dtype),
-                grounding_padding=padding,
-                tasks=("grounding",),
-            )
-        assert out.pred_gmasks is not None and out.pred_gtexts is not None
-        sentences = torch.stack([self._sentence(t) for t in texts])
-        sim = vl_similarity(
-            out.pred_gtexts[0].float(), sentences, self.model.text_encoder.logit_scale.float()
+        found = ground_whole_image(
+            self, texts, score_threshold=score_threshold, max_instances=max_instances
         )
-        ranked = rank_grounding_queries(
-            sim,
-            out.pred_gmasks[0].float(),
-            score_threshold=score_threshold,
-            max_matches=max_instances,
-        )
-        objects = []
-        for text, matches in zip(texts, ranked, strict=True):
-            masks = self._to_image(out.pred_gmasks[0, matches.queries])
-            for mask, score in zip(masks, matches.scores.tolist(), strict=True):
-                objects.append(
-                    ObjectMask.from_full(
-                        mask,
-                        score=score,
-                        class_name=text,
-                        class_score=score,
-                        source="grounding",
-                    )
-                )
-        return SegmentationResult(enc.image_shape, tuple(objects))
+        return SegmentationResult(enc.image_shape, tuple(found))
 
     @torch.no_grad()
     def refer(
@@ -640,7 +512,7 @@ class SeemPredictor:
             example.visual, other.frame.padded_hw, scale=other.frame.scale, box_mode="center"
         )
         enc = self.encoded
-        with self._inference():
+        with self.inference():
             tokens = self.model.encode_visual_prompts(
                 other.features,
                 torch.from_numpy(pos[None, None]).to(self.device),
@@ -649,8 +521,8 @@ class SeemPredictor:
             out = self.model.decode(enc.features, visual_prompts=tokens, tasks=("spatial",))
         assert out.prev_mask is not None
         logits = out.prev_mask[0]
-        mask = self._to_image(logits)[0]
-        score = _mask_score(logits[0])
+        mask = self.logits_to_masks(logits)[0]
+        score = mask_score(logits[0])
         obj = ObjectMask.from_full(
             mask, score=score, class_name=example.label, prompt=example, source="referring"
         )
@@ -686,102 +558,23 @@ class SeemPredictor:
             min_area: drop objects smaller than this many level-0 pixels.
             points: settings of the ``"points"`` mode.
         """
-        names = _clean_names(vocabulary)
+        names = clean_names(vocabulary)
         if mode == "auto":
             mode = "points" if getattr(self.model, "prompt_window", None) else "panoptic"
         if mode == "points":
             found = segment_by_points(self, names, points or PointsSettings())
             kept = tuple(o for o in found if o.area >= min_area)
             return SegmentationResult(self.encoded.image_shape, kept)
-        emb = self.class_embeddings(names)
-        enc = self.encoded
-        with self._inference():
-            out = self.model.decode(
-                enc.features,
-                class_embeddings=emb.to(enc.features.mask_features.dtype),
-                tasks=("object",),
-            )
-        assert out.pred_logits is not None and out.pred_masks is not None
-        logits = out.pred_logits[0].float()  # (Q, K+1)
-        masks = out.pred_masks[0].float()  # (Q, h, w)
-        objects: list[ObjectMask] = []
-        if mode == "semantic":
-            frame = enc.frame
-            full = logits_to_image(masks, frame, frame.image_hw, method=self.mask_resize)
-            sem = semantic_inference(logits, full)  # (K, H, W)
-            label = sem.argmax(0).cpu().numpy()
-            best = sem.max(0).values.cpu().numpy()
-            for k, name in enumerate(names):
-                mask = label == k
-                if mask.sum() >= min_area:
-                    objects.append(
-                        ObjectMask.from_full(
-                            mask,
-                            score=float(best[mask].mean()),
-                            class_name=name,
-                            class_score=float(best[mask].mean()),
-                            source="semantic",
-                        )
-                    )
-        elif mode == "instance":
-            inst = instance_inference(logits, masks, top_k=top_k)
-            keep = inst.scores > 0
-            detections = self._to_image(masks[inst.queries[keep]])
-            for mask, score, cls in zip(
-                detections, inst.scores[keep].tolist(), inst.classes[keep].tolist(), strict=True
-            ):
-                if mask.sum() >= min_area:
-                    objects.append(
-                        ObjectMask.from_full(
-                            mask,
-                            score=score,
-                            class_name=names[cls],
-                            class_score=score,
-                            source="instance",
-                        )
-                    )
-        elif mode == "panoptic":
-            prob, cls = logits.softmax(-1).max(-1)
-            keep = (cls != len(names)) & (prob > object_mask_threshold)
-            queries = torch.nonzero(keep)[:, 0]
-            if len(queries):
-                frame = enc.frame
-                # resample only the kept queries: 101 full-size maps would not fit big images
-                full = logits_to_image(
-                    masks[queries], frame, frame.image_hw, method=self.mask_resize
-                )
-                pano = panoptic_inference(
-                    logits[queries],
-                    full,
-                    object_mask_threshold=object_mask_threshold,
-                    overlap_threshold=overlap_threshold,
-                    thing_classes=range(len(names)),
-                )
-                seg = pano.segment_map.cpu().numpy()
-                for segment in pano.segments:
-                    mask = seg == segment.id
-                    if segment.area >= min_area:
-                        objects.append(
-                            ObjectMask.from_full(
-                                mask,
-                                score=segment.score,
-                                class_name=names[segment.category_id],
-                                class_score=segment.score,
-                                source="panoptic",
-                            )
-                        )
-        else:
-            raise ValueError(
-                f"mode must be 'panoptic', 'instance', 'semantic', 'points' or 'auto'; got {mode!r}"
-            )
-        return SegmentationResult(enc.image_shape, tuple(objects))
-
-
-def _mask_score(logits: torch.Tensor) -> float:
-    """Mean probability inside the mask of ``(h, w)`` logits (0 for an empty mask)."""
-    prob = torch.sigmoid(logits.float())
-    inside = prob > 0.5
-    return float(prob[inside].mean()) if bool(inside.any()) else 0.0
+        found = segment_by_queries(
+            self,
+            names,
+            mode,
+            object_mask_threshold=object_mask_threshold,
+            overlap_threshold=overlap_threshold,
+            top_k=top_k,
+            min_area=min_area,
+        )
+        return SegmentationResult(self.encoded.image_shape, tuple(found))
 
 
 def _known(name: str) -> bool:
@@ -790,47 +583,3 @@ def _known(name: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _clean_names(vocabulary: Sequence[str]) -> list[str]:
-    if isinstance(vocabulary, str):
-        vocabulary = [v for v in vocabulary.split(",")]
-    names = [v.strip() for v in vocabulary]
-    if not names or any(not n for n in names):
-        raise PromptError(f"the vocabulary must be non-empty class names; got {list(vocabulary)!r}")
-    if len(set(names)) != len(names):
-        raise PromptError(f"the vocabulary repeats a class name: {names}")
-    return names
-
-
-def _touching(mask: np.ndarray, marks: np.ndarray, obj: ObjectPrompt) -> np.ndarray:
-    """The connected parts of ``mask`` (level 0, ``(H, W)`` bool) that touch the positive
-    ``marks``; the mask unchanged when none does, or when the object has a box (the box
-    bounds the answer instead)."""
-    from scipy import ndimage
-
-    if any(isinstance(p, Box) for p in obj.visual) or not (mask & marks).any():
-        return mask
-    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    window = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-    parts, _ = ndimage.label(mask[window])
-    keep = np.unique(parts[marks[window] & mask[window]])
-    out = np.zeros_like(mask)
-    out[window] = np.isin(parts, keep[keep > 0])
-    return out
-
-
-def _bound_by_boxes(mask: np.ndarray, obj: ObjectPrompt) -> np.ndarray:
-    """Clip a level-0 mask to the union of the object's positive boxes (if it has any)."""
-    boxes = [p for p in obj.visual if isinstance(p, Box)]
-    if not boxes:
-        return mask
-    allowed = np.zeros_like(mask)
-    h, w = mask.shape
-    for box in boxes:
-        r0 = max(int(np.floor(box.row_min)), 0)
-        c0 = max(int(np.floor(box.col_min)), 0)
-        r1 = min(int(np.ceil(box.row_max)) + 1, h)
-        c1 = min(int(np.ceil(box.col_max)) + 1, w)
-        allowed[r0:r1, c0:c1] = True
-    return mask & allowed
