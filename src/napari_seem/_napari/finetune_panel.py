@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from magicgui.widgets import (
@@ -46,10 +46,8 @@ from magicgui.widgets import (
 
 from napari_seem._napari import layers as L
 from napari_seem._napari.backend import Backend, ImageRef, TrainingPair
+from napari_seem._napari.host import Host
 from napari_seem.core.progress import Cancelled, Progress
-
-if TYPE_CHECKING:
-    from napari_seem._napari.widget import SeemWidget
 
 __all__ = ["DEFAULT_STEPS", "MAX_PLANES", "FineTunePanel"]
 
@@ -71,9 +69,10 @@ class _Source:
 
 
 class FineTunePanel(Container):
-    """Fine-tune the model on committed labels (built and wired by :class:`SeemWidget`)."""
+    """Fine-tune the model on committed labels; ``owner`` is the widget, seen through the
+    :class:`~napari_seem._napari.host.Host` protocol."""
 
-    def __init__(self, owner: SeemWidget) -> None:
+    def __init__(self, owner: Host) -> None:
         super().__init__(labels=False)
         self.owner = owner
         self._images: dict[int, tuple[Any, Any]] = {}  # id(labels) -> (labels, image)
@@ -216,7 +215,7 @@ class FineTunePanel(Container):
             sources.append(
                 _Source(
                     layer.name,
-                    owner._ref(image),
+                    owner.image_ref(image),
                     layer.data,
                     L.plane_shape(image),
                     _table(layer),
@@ -251,7 +250,7 @@ class FineTunePanel(Container):
                 f"({info.get('steps', steps)} steps, loss {shown}); session now uses "
                 f"{info.get('weights')}"
             )
-            backend = owner._backend
+            backend = owner.backend
             if backend is not None:
                 name = Path(str(info.get("weights"))).name
                 owner.model_status.value = (
@@ -276,7 +275,7 @@ class FineTunePanel(Container):
             self._idle()
             self.last_info = None
             self.owner.notify(f"The session now uses the base weights ({checkpoint}).")
-            backend = self.owner._backend
+            backend = self.owner.backend
             if backend is not None:
                 info = backend.info
                 self.owner.model_status.value = (
@@ -356,7 +355,7 @@ class FineTunePanel(Container):
             if message and not self._cancel.is_set():
                 self.loss.value = message
 
-        self.owner._main.later(update)
+        self.owner.main.later(update)
 
     def _start(self, work: Any, done: Any, what: str) -> None:
         """``work(backend)`` on a backend thread, then ``done(result)`` on the GUI thread;
@@ -373,7 +372,7 @@ class FineTunePanel(Container):
                     "warning",
                 )
                 return
-            owner._fail(exc, what)
+            owner.fail(exc, what)
             if what == "Fine-tune":
                 self.loss.value = "failed: the model keeps its weights"
 
@@ -387,9 +386,9 @@ class FineTunePanel(Container):
                     return
                 done(f.result())
 
-            owner._main.when_done(future, finish)
+            owner.main.when_done(future, finish)
 
-        owner._with_backend(start, on_error=self._idle)
+        owner.with_backend(start, on_error=self._idle)
 
 
 def _row(*items: Any, labels: bool = False) -> Container:

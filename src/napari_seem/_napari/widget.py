@@ -17,19 +17,15 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from magicgui.types import FileDialogMode
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
     Container,
-    FileEdit,
-    FloatSpinBox,
     Label,
     LineEdit,
-    Password,
     PushButton,
 )
 
@@ -37,30 +33,21 @@ from napari_seem._napari import layers as L
 from napari_seem._napari.backend import Backend, ImageRef, ModelChoice
 from napari_seem._napari.commits import CommitLog
 from napari_seem._napari.finetune_panel import FineTunePanel
+from napari_seem._napari.host import group, header, row
+from napari_seem._napari.long_runs import LongRuns
+from napari_seem._napari.model_panel import ModelPanel
 from napari_seem._napari.qt_bridge import MainThread
-from napari_seem.core.modes import DEFAULT_EVERYTHING_MODE, EVERYTHING_MODES
-from napari_seem.core.progress import Cancelled, Progress
+from napari_seem.core.progress import Cancelled
 from napari_seem.core.prompts import ObjectPrompt, PromptError, TextPrompt
 from napari_seem.core.results import ObjectMask
-from napari_seem.core.variants import DEFAULT_VARIANT, VARIANT_SUMMARIES
 from napari_seem.remote.client import RemoteError, ServerUnavailableError
 
 __all__ = ["SeemWidget"]
 
 T = TypeVar("T")
-REMOTE = "remote"
 TARGET_NAME = "SEEM labels"
 LIVE_DELAY_MS = 350
 PREFETCH_DELAY_MS = 500
-
-
-def _model_choices() -> list[tuple[str, str]]:
-    out = [(f"default: {DEFAULT_VARIANT}", DEFAULT_VARIANT)]
-    for name, summary in VARIANT_SUMMARIES.items():
-        if name != DEFAULT_VARIANT:
-            out.append((f"{name} ({summary.backbone}, {summary.weights})", name))
-    out.append(("remote server (URL + token)", REMOTE))
-    return out
 
 
 def _warm_imports() -> None:
@@ -84,36 +71,58 @@ class SeemWidget(Container):
         self.viewer = napari_viewer
         self.messages: list[tuple[str, str]] = []  # (severity, text) of every notification
         self._main = MainThread()
-        self._starter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seem-start")
-        self._backend: Backend | None = None
-        self._backend_future: Future[Backend] | None = None
-        self._owns_backend = False
-        self._model = model or ModelChoice()
         self._commits = CommitLog()
         self._object_id: str | None = None
         self._preview: list[ObjectMask] = []
         self._preview_where: tuple[Any, tuple[int, ...]] | None = None
         self._generation = 0
         self._versions: dict[int, int] = {}
-        self._cancel: threading.Event | None = None
-        self._progress: Any = None
-        self._prefetch_job: str | None = None
         self.busy = False
         # the first commit builds a labels layer with a pandas feature table; importing
         # pandas there stalled the GUI thread for ~0.6 s (benchmarks/gui_stall.py), so it is
         # imported in the background now
         threading.Thread(target=_warm_imports, name="seem-warm-imports", daemon=True).start()
+        self.model_panel = ModelPanel(self, model or ModelChoice())
+        self.long_runs = LongRuns(self)
+        self._build_controls()
+        self.finetune = FineTunePanel(self)
+        self.status = Label(value="Choose an image, add points or shapes, press Segment.")
+        self._lay_out()
+        self._connect_controls()
+        layers = self.viewer.layers
+        camera = L.camera_of(self.viewer)
+        self._viewer_events: list[tuple[Any, Callable[..., None]]] = [
+            (layers.events.inserted, self._refresh_choices),
+            (layers.events.removed, self._refresh_choices),
+            (layers.events.reordered, self._refresh_choices),
+            (camera.events.center, self._camera_moved),
+            (camera.events.zoom, self._camera_moved),
+        ]
+        self._live_timer = QTimer(self.native)  # parented: stops with the widget
+        self._live_timer.setSingleShot(True)
+        self._live_timer.setInterval(LIVE_DELAY_MS)
+        self._live_timer.timeout.connect(self._live_run)
+        self._prefetch_timer = QTimer(self.native)
+        self._prefetch_timer.setSingleShot(True)
+        self._prefetch_timer.setInterval(PREFETCH_DELAY_MS)
+        self._prefetch_timer.timeout.connect(self.model_panel.prefetch_visible)
+        for emitter, handler in self._viewer_events:
+            emitter.connect(handler)
+        self.native.destroyed.connect(self._disconnect)
+        self._bind_keys(self.viewer)
 
-        # ---- model
-        initial = REMOTE if self._model.url else self._model.variant
-        self.model_choice = ComboBox(label="Model", choices=_model_choices(), value=initial)
-        self.checkpoint = FileEdit(
-            label="Checkpoint", mode=FileDialogMode.EXISTING_FILE, filter="*.pt *.pth *.safetensors"
-        )
-        self.url = LineEdit(label="Server URL", value=self._model.url or "")
-        self.token = Password(label="Token", value=self._model.token or "")
-        self.connect_button = PushButton(text="Connect")
-        self.model_status = Label(value="model: not started (starts on first use)")
+    def _build_controls(self) -> None:
+        """The prompt and referring-example controls (the panels build their own)."""
+        models, runs = self.model_panel, self.long_runs
+        # the panels' controls, under the names scripts and tests know
+        self.model_choice, self.checkpoint = models.model_choice, models.checkpoint
+        self.url, self.token = models.url, models.token
+        self.connect_button, self.model_status = models.connect_button, models.model_status
+        self.prefetch = models.prefetch
+        self.vocabulary, self.scope = runs.vocabulary, runs.scope
+        self.everything_mode, self.min_score = runs.everything_mode, runs.min_score
+        self.everything_button, self.cancel_button = runs.everything_button, runs.cancel_button
+        self.direction, self.propagate_button = runs.direction, runs.propagate_button
         # ---- image and prompts
         self.image = ComboBox(label="Image", choices=self._image_choices)
         self.target = ComboBox(label="Labels", choices=self._target_choices)
@@ -131,46 +140,8 @@ class SeemWidget(Container):
         self.example_image = ComboBox(label="Example image", choices=self._image_choices)
         self.example_prompts = ComboBox(label="Example marks", choices=self._prompt_choices)
         self.find_button = PushButton(text="Find it here")
-        # ---- everything / stacks
-        self.vocabulary = LineEdit(label="Vocabulary")
-        self.vocabulary.native.setPlaceholderText("comma-separated classes, e.g. nucleus, cell")
-        self.scope = ComboBox(label="Region", choices=["current view", "whole image"])
-        self.everything_mode = ComboBox(
-            label="Mode", choices=list(EVERYTHING_MODES), value=DEFAULT_EVERYTHING_MODE
-        )
-        self.everything_mode.tooltip = (
-            "auto: points for models that decode prompts in windows (seem-lite), else "
-            "panoptic; panoptic: separate objects; instance: detections (may overlap); "
-            "semantic: one object per class; points: prompt a grid of points"
-        )
-        self.min_score = FloatSpinBox(
-            label="Min. class score", value=0.4, min=0.0, max=1.0, step=0.05
-        )
-        self.min_score.tooltip = (
-            "Segment everything (panoptic) keeps objects whose class probability exceeds "
-            "this (lower finds more; 0.8 is strict)"
-        )
-        self.everything_button = PushButton(text="Segment everything")
-        self.direction = ComboBox(label="Direction", choices=["forward", "backward"])
-        self.propagate_button = PushButton(text="Propagate through stack")
-        self.prefetch = CheckBox(text="Prefetch the visible region", value=True)
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.finetune = FineTunePanel(self)
-        self.status = Label(value="Choose an image, add points or shapes, press Segment.")
 
-        def header(text: str) -> Label:
-            label = Label(value=text)
-            label.native.setStyleSheet("font-weight: bold; margin-top: 6px;")
-            return label
-
-        def row(*items: Any) -> Container:
-            return Container(widgets=list(items), layout="horizontal", labels=False)
-
-        def group(title: str, *items: Any) -> Container:
-            box = Container(widgets=list(items), labels=True)
-            box.native.setObjectName(title)
-            return box
-
+    def _lay_out(self) -> None:
         self.extend(
             [
                 header("Model"),
@@ -200,11 +171,8 @@ class SeemWidget(Container):
         self.native.setMaximumWidth(460)  # leave the canvas the room
         self.status.native.setWordWrap(True)
         self.status.native.setMinimumHeight(64)
-        self.model_status.native.setWordWrap(True)
-        self._update_model_fields()
 
-        # ---- signals
-        self.model_choice.changed.connect(self._update_model_fields)
+    def _connect_controls(self) -> None:
         self.connect_button.changed.connect(self.connect)
         self.points_button.changed.connect(self.add_points_layer)
         self.shapes_button.changed.connect(self.add_shapes_layer)
@@ -213,35 +181,64 @@ class SeemWidget(Container):
         self.clear_button.changed.connect(self.clear_prompts)
         self.undo_button.changed.connect(self.undo)
         self.find_button.changed.connect(self.find_it_here)
-        self.everything_button.changed.connect(self.segment_everything)
-        self.propagate_button.changed.connect(self.propagate)
-        self.cancel_button.changed.connect(self.cancel)
         self.text.native.returnPressed.connect(self.segment)
         self.image.changed.connect(self._image_changed)
-        layers = self.viewer.layers
-        self._viewer_events: list[tuple[Any, Callable[..., None]]] = [
-            (layers.events.inserted, self._refresh_choices),
-            (layers.events.removed, self._refresh_choices),
-            (layers.events.reordered, self._refresh_choices),
-        ]
 
-        self._live_timer = QTimer(self.native)  # parented: stops with the widget
-        self._live_timer.setSingleShot(True)
-        self._live_timer.setInterval(LIVE_DELAY_MS)
-        self._live_timer.timeout.connect(self._live_run)
-        self._prefetch_timer = QTimer(self.native)
-        self._prefetch_timer.setSingleShot(True)
-        self._prefetch_timer.setInterval(PREFETCH_DELAY_MS)
-        self._prefetch_timer.timeout.connect(self._prefetch_run)
-        camera = L.camera_of(self.viewer)
-        self._viewer_events += [
-            (camera.events.center, self._camera_moved),
-            (camera.events.zoom, self._camera_moved),
-        ]
-        for emitter, handler in self._viewer_events:
-            emitter.connect(handler)
-        self.native.destroyed.connect(self._disconnect)
-        self._bind_keys(self.viewer)
+    # ------------------------------------------------------------------ host (see host.py)
+
+    @property
+    def main(self) -> MainThread:
+        return self._main
+
+    @property
+    def backend(self) -> Backend | None:
+        return self.model_panel.backend
+
+    @property
+    def _backend(self) -> Backend | None:  # the name tests and benchmarks read
+        return self.model_panel.backend
+
+    @property
+    def _progress(self) -> Any:  # the long run's progress bar (None when idle)
+        return self.long_runs.progress
+
+    @property
+    def _prefetch_job(self) -> str | None:
+        return self.model_panel.prefetch_job
+
+    @property
+    def commits(self) -> CommitLog:
+        return self._commits
+
+    def image_ref(self, image: Any) -> ImageRef:
+        """How the model process sees ``image`` (its pixels' version included)."""
+        return L.image_ref(image, self._versions.get(id(image), 0))
+
+    def plane_of(self, image: Any) -> tuple[int, ...]:
+        return L.current_plane(image, self.viewer.dims.point)
+
+    def preview(self) -> tuple[ObjectMask, Any, tuple[int, ...]] | None:
+        if not self._preview or self._preview_where is None:
+            return None
+        image, plane = self._preview_where
+        return self._preview[0], image, plane
+
+    def with_backend(
+        self, then: Callable[[Backend], None], *, on_error: Callable[[], None] | None = None
+    ) -> None:
+        self._with_backend(then, on_error=on_error)
+
+    def _with_backend(
+        self, then: Callable[[Backend], None], *, on_error: Callable[[], None] | None = None
+    ) -> None:
+        """Call ``then(backend)`` on the GUI thread once the model process is up."""
+        self.model_panel.with_backend(then, on_error=on_error)
+
+    def _ref(self, image: Any) -> ImageRef:
+        return self.image_ref(image)
+
+    def _plane(self, image: Any) -> tuple[int, ...]:
+        return self.plane_of(image)
 
     # ------------------------------------------------------------------ choices
 
@@ -281,11 +278,6 @@ class SeemWidget(Container):
             self.target.value = target
         self.finetune.refresh()
 
-    def _update_model_fields(self, *_: Any) -> None:
-        value = self.model_choice.value
-        self.url.visible = self.token.visible = value == REMOTE
-        self.checkpoint.visible = value not in (REMOTE, DEFAULT_VARIANT)
-
     # ------------------------------------------------------------------ notifications
 
     def notify(self, text: str, severity: str = "info") -> None:
@@ -296,12 +288,13 @@ class SeemWidget(Container):
         self.status.value = text
         {"error": show_error, "warning": show_warning}.get(severity, show_info)(text)
 
-    def _fail(self, exc: BaseException, what: str) -> None:
+    def fail(self, exc: BaseException, what: str) -> None:
+        """Report a failed request (see :meth:`Host.fail`)."""
         if isinstance(exc, Cancelled):
             self.notify(f"{what}: cancelled; nothing was committed.", "warning")
             return
         if isinstance(exc, ServerUnavailableError):
-            self._drop_backend()
+            self.model_panel.drop()
             self.notify(
                 f"{what} failed: {exc}\n\nYour committed labels are kept. Press Segment or "
                 "Connect again to start a new model process.",
@@ -315,115 +308,16 @@ class SeemWidget(Container):
 
     # ------------------------------------------------------------------ model process
 
-    def _choice(self) -> ModelChoice:
-        value = self.model_choice.value
-        if value == REMOTE:
-            url = str(self.url.value).strip()
-            if not url:
-                raise ValueError("enter the server URL (http://host:port) and its token")
-            return ModelChoice(url=url, token=str(self.token.value).strip() or None)
-        path = str(self.checkpoint.value or "").strip()
-        checkpoint = path if path not in ("", ".") else None
-        base = self._model
-        return ModelChoice(
-            variant=value,
-            checkpoint=checkpoint,
-            tile=base.tile,
-            halo=base.halo,
-            device=base.device,
-            read_roots=base.read_roots,
-        )
-
     def use_backend(self, backend: Backend) -> None:
         """Use an already running model process (scripts, notebooks, tests)."""
-        self._drop_backend()
-        self._backend, self._backend_future = backend, None
-        self._owns_backend = False  # the caller closes it
-        info = backend.info
-        self.model_status.value = (
-            f"model: {info.model} on {info.device} (weights: {info.checkpoint})"
-        )
-        if info.model in list(self.model_choice.choices or ()):  # show the running model
-            with self.model_choice.changed.blocked():
-                self.model_choice.value = info.model
+        self.model_panel.use(backend)
 
     def connect(self, *_: Any) -> None:
         """(Re)start the model process with the chosen model."""
-        self._drop_backend()
+        self.model_panel.drop()
         self._with_backend(lambda backend: None)
 
-    def _drop_backend(self) -> None:
-        backend, self._backend, self._backend_future = self._backend, None, None
-        self._prefetch_job = None
-        if backend is not None and self._owns_backend:
-            threading.Thread(target=backend.close, daemon=True).start()
-        self.model_status.value = "model: not running (starts on next use)"
-
-    def _download_progress(self, done: int, total: int | None) -> None:
-        """Weights download progress (from the starting thread)."""
-        size = f" of {total / 1e6:.0f} MB" if total else ""
-        text = f"model: downloading official weights, {done / 1e6:.0f} MB{size}..."
-        self._main.later(lambda: setattr(self.model_status, "value", text))
-
-    def _with_backend(
-        self, then: Callable[[Backend], None], *, on_error: Callable[[], None] | None = None
-    ) -> None:
-        """Call ``then(backend)`` on the GUI thread once the model process is up."""
-        if self._backend is not None and self._backend.alive:
-            then(self._backend)
-            return
-        if self._backend is not None:
-            process = self._backend.client.process
-            code = None if process is None else process.poll()
-            self._drop_backend()
-            self.notify(
-                f"The model process stopped (exit code {code}); starting a new one. Your "
-                "committed labels are kept; the open image is sent to the new process.",
-                "error",
-            )
-        if self._backend_future is None:
-            try:
-                choice = self._choice()
-            except ValueError as exc:
-                if on_error is not None:
-                    on_error()
-                self.notify(str(exc), "error")
-                return
-            self._model = choice
-            self.model_status.value = f"model: starting {choice.describe()}..."
-            self._backend_future = self._starter.submit(
-                Backend.start, choice, download=self._download_progress
-            )
-        future = self._backend_future
-
-        def ready(f: Future[Backend]) -> None:
-            if f is not self._backend_future:
-                return
-            exc = f.exception()
-            if exc is not None:
-                self._backend_future = None
-                if on_error is not None:
-                    on_error()
-                self.model_status.value = "model: failed to start"
-                self.notify(
-                    f"The model process did not start ({self._model.describe()}): {exc}\n"
-                    "Check the checkpoint path and the variant (or the URL and token); an "
-                    "official variant without a checkpoint downloads its weights once.",
-                    "error",
-                )
-                return
-            if self._backend is None:
-                self._backend = f.result()
-                self._owns_backend = True
-                info = self._backend.info
-                self.model_status.value = (
-                    f"model: {info.model} on {info.device} (weights: {info.checkpoint})"
-                )
-            then(self._backend)
-
-        self._main.when_done(future, ready)
-
-    def _run(
+    def run(
         self,
         what: str,
         work: Callable[[Backend], T],
@@ -453,7 +347,7 @@ class SeemWidget(Container):
                 exc = f.exception()
                 if exc is not None:
                     failed()
-                    self._fail(exc, what)
+                    self.fail(exc, what)
                     return
                 done(f.result())
 
@@ -471,7 +365,7 @@ class SeemWidget(Container):
             layer = images[0] if images else None
         return layer
 
-    def _require_image(self) -> Any | None:
+    def require_image(self) -> Any | None:
         image = self.current_image()
         if image is None:
             self.notify(
@@ -481,24 +375,18 @@ class SeemWidget(Container):
             )
         return image
 
-    def _ref(self, image: Any) -> ImageRef:
-        return L.image_ref(image, self._versions.get(id(image), 0))
-
-    def _plane(self, image: Any) -> tuple[int, ...]:
-        return L.current_plane(image, self.viewer.dims.point)
-
     def _data_changed(self, layer: Any) -> None:
         old = self._ref(layer).key
         self._versions[id(layer)] = self._versions.get(id(layer), 0) + 1
-        if self._backend is not None:
-            self._backend.forget(old)
+        if self.backend is not None:
+            self.backend.forget(old)
 
     def _image_changed(self, *_: Any) -> None:
         self._new_object()
 
     def add_points_layer(self, *_: Any) -> Any | None:
         """Create (or select) the "SEEM points" layer over the chosen image."""
-        image = self._require_image()
+        image = self.require_image()
         if image is None:
             return None
         layer = L.ensure_points_layer(self.viewer, image)
@@ -507,7 +395,7 @@ class SeemWidget(Container):
 
     def add_shapes_layer(self, *_: Any) -> Any | None:
         """Create (or select) the "SEEM shapes" layer over the chosen image."""
-        image = self._require_image()
+        image = self.require_image()
         if image is None:
             return None
         layer = L.ensure_shapes_layer(self.viewer, image)
@@ -582,7 +470,7 @@ class SeemWidget(Container):
 
     def segment(self, *_: Any) -> None:
         """Segment the object the prompts describe (clicks, shapes, mask, text)."""
-        image = self._require_image()
+        image = self.require_image()
         if image is None:
             return
         plane = self._plane(image)
@@ -631,7 +519,7 @@ class SeemWidget(Container):
             def work(backend: Backend) -> list[ObjectMask]:
                 return backend.ground(ref, plane, text)
 
-        self._run(
+        self.run(
             "Segment",
             work,
             lambda objs: self._show(image, plane, objs),
@@ -725,7 +613,7 @@ class SeemWidget(Container):
 
     def find_it_here(self, *_: Any) -> None:
         """Segment, on the chosen image, the object marked on the example image."""
-        image = self._require_image()
+        image = self.require_image()
         example = self.example_image.value
         marks = self.example_prompts.value
         if image is None:
@@ -757,7 +645,7 @@ class SeemWidget(Container):
         def work(backend: Backend) -> list[ObjectMask]:
             return backend.refer(ref, plane, example_ref, example_plane, prompt)[:1]
 
-        self._run(
+        self.run(
             "Find it here",
             work,
             lambda objs: self._show(image, plane, objs),
@@ -766,159 +654,21 @@ class SeemWidget(Container):
 
     # ------------------------------------------------------------------ long runs
 
-    def _start_long(self, title: str, total: int = 0) -> threading.Event:
-        from napari.utils import progress
-
-        self._cancel = threading.Event()
-        self._progress = progress(total=total or 1, desc=title)
-        self.cancel_button.enabled = True
-        self.everything_button.enabled = self.propagate_button.enabled = False
-        return self._cancel
-
-    def _report(self, progress: Progress) -> None:
-        """Progress from a worker thread (marshalled to the GUI thread)."""
-        done, total = progress.done, max(progress.total, 1)
-
-        def update() -> None:
-            bar = self._progress
-            if bar is None:
-                return
-            if bar.total != total:
-                bar.total = total
-            bar.n = done
-            bar.refresh()
-            self.status.value = f"{bar.desc}: {done} / {total}"
-
-        self._main.later(update)
-
-    def _end_long(self) -> None:
-        if self._progress is not None:
-            self._progress.close()
-        self._progress = None
-        self._cancel = None
-        self.cancel_button.enabled = False
-        self.everything_button.enabled = self.propagate_button.enabled = True
-
     def cancel(self, *_: Any) -> None:
         """Stop the running "Segment everything" or "Propagate" (between steps)."""
-        if self._cancel is not None:
-            self._cancel.set()
-            self.status.value = "Cancelling..."
+        self.long_runs.cancel()
 
     def segment_everything(self, *_: Any) -> None:
         """Every object in the view (or the whole image), named from the vocabulary."""
-        image = self._require_image()
-        if image is None or self._cancel is not None:
-            return
-        vocabulary = [v.strip() for v in str(self.vocabulary.value).split(",") if v.strip()]
-        box = None
-        if self.scope.value == "current view":
-            box = L.visible_box(self.viewer, image)
-        plane, ref = self._plane(image), self._ref(image)
-        threshold = float(self.min_score.value)
-        mode = str(self.everything_mode.value)
-        cancel = self._start_long("SEEM: segment everything")
-
-        def work(backend: Backend) -> list[ObjectMask]:
-            return backend.segment_everything(
-                ref,
-                plane,
-                vocabulary,
-                box=box,
-                reporter=self._report,
-                cancel=cancel,
-                object_mask_threshold=threshold,
-                mode=mode,
-            )
-
-        def done(objects: list[ObjectMask]) -> None:
-            self._end_long()
-            target = self.target_layer(image)
-            ids = self._commits.commit(target, objects, plane, default_class=None)
-            self.status.value = (
-                f"Segment everything: {len(ids)} object(s) committed into {target.name!r} "
-                "(one undo step)."
-            )
-
-        self._run("Segment everything", work, done, on_error=self._end_long)
+        self.long_runs.segment_everything()
 
     def propagate(self, *_: Any) -> None:
         """Follow the previewed object through the stack, committing it on every plane."""
-        if self._cancel is not None:
-            return
-        if not self._preview or self._preview_where is None:
-            self.notify(
-                "Propagate needs an object: segment it on this plane first (the orange "
-                "preview), then press Propagate.",
-                "warning",
-            )
-            return
-        image, plane = self._preview_where
-        if not plane:
-            self.notify("Propagate works on stacks (z or t); this image is 2-D.", "error")
-            return
-        start = self._preview[0]
-        ids = self.commit()
-        if not ids:
-            return
-        label_id = ids[0]
-        target = self.target_layer(image)
-        step = 1 if self.direction.value == "forward" else -1
-        axis = len(plane) - 1  # the innermost stack axis (z of a t, z stack)
-        ref = self._ref(image)
-        cancel = self._start_long("SEEM: propagate")
-
-        def on_plane(where: tuple[int, ...], obj: ObjectMask) -> None:
-            self._main.later(lambda: self._commits.extend(target, obj, where, label_id))
-
-        def work(backend: Backend) -> int:
-            return backend.propagate(
-                ref,
-                plane,
-                start,
-                axis=axis,
-                direction=step,
-                reporter=self._report,
-                cancel=cancel,
-                on_plane=on_plane,
-            )
-
-        def done(count: int) -> None:
-            self._end_long()
-            self.status.value = (
-                f"Propagated id {label_id} to {count} more plane(s) "
-                "(stopped where the object is gone)."
-            )
-
-        self._run("Propagate", work, done, on_error=self._end_long)
-
-    # ------------------------------------------------------------------ prefetch
+        self.long_runs.propagate()
 
     def _camera_moved(self, *_: Any) -> None:
-        if self.prefetch.value and self._backend is not None:
+        if self.prefetch.value and self.backend is not None:
             self._prefetch_timer.start()
-
-    def _prefetch_run(self) -> None:
-        backend, image = self._backend, self.current_image()
-        if backend is None or image is None or not backend.alive:
-            return
-        box = L.visible_box(self.viewer, image)
-        if box is None:
-            return
-        ref, plane, previous = self._ref(image), self._plane(image), self._prefetch_job
-
-        def work(b: Backend) -> str:
-            if previous is not None:
-                b.cancel_job(previous)
-            return b.prefetch(ref, plane, box)
-
-        def started(job_id: str) -> None:
-            self._prefetch_job = job_id
-
-        future = backend.submit(work, backend)
-        self._main.when_done(
-            future, lambda f: started(f.result()) if f.exception() is None else None
-        )
 
     # ------------------------------------------------------------------ teardown
 
@@ -929,11 +679,11 @@ class SeemWidget(Container):
         self._viewer_events = []
         for key in ("s", "c", "Shift-C", "t"):
             self.viewer.bind_key(key, None, overwrite=True)
-        self._drop_backend()  # stops the model process this widget started
+        self.model_panel.drop()  # stops the model process this widget started
 
     def close_backend(self) -> None:
         """Stop the model process this widget started (napari calls this on close)."""
-        self._drop_backend()
+        self.model_panel.drop()
 
 
 def _polarity_on_press(layer: Any, event: Any) -> None:
