@@ -55,6 +55,10 @@ class Task:
     mode: EverythingMode = DEFAULT_EVERYTHING_MODE
 
     def __post_init__(self) -> None:
+        # sequences given as lists (or one name as a str) are kept as tuples: the task is frozen
+        names = self.vocabulary
+        object.__setattr__(self, "vocabulary", (names,) if isinstance(names, str) else tuple(names))
+        object.__setattr__(self, "prompts", tuple(self.prompts))
         _check_one_of(self.vocabulary, self.text, self.prompts)
         if self.vocabulary:
             _check_names(self.vocabulary, self.vocabulary)
