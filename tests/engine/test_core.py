@@ -23,6 +23,9 @@ from napari_seem.engine import (
     UnknownJobError,
     UnknownSessionError,
 )
+from napari_seem.engine.jobs import JobKind, JobRecord
+from napari_seem.engine.kinds import STANDARD_KINDS
+from napari_seem.engine.sessions import Session
 from napari_seem.model.build import build_seem
 from napari_seem.model.seem import SeemModel
 from napari_seem.predict.predictor import SeemPredictor
@@ -323,3 +326,28 @@ def test_prompt_partly_inside_is_clipped() -> None:
     (crop,) = prompt_in_window(MaskPrompt(np.ones((10, 10)), (60, 60)), window)
     assert isinstance(crop, MaskPrompt) and crop.offset == (60, 60) and crop.mask.shape == (4, 4)
     assert object_in_window((Points.click(100, 100),), window) == []
+
+
+def test_job_kinds_are_a_plain_mapping_given_to_the_engine(
+    model: SeemModel, image: np.ndarray
+) -> None:
+    assert set(STANDARD_KINDS) == {"encode_region", "segment", "fine_tune"}
+    with Engine(model, tile=128, halo=16) as engine:
+        assert engine.job_kinds == tuple(STANDARD_KINDS)
+
+    def count(engine: Engine, job: JobRecord, session: Session, *, n: int) -> dict[str, int]:
+        job.emit(done=n, total=n)
+        return {"n": n}
+
+    with Engine(model, tile=128, halo=16, kinds={"count": JobKind(count)}) as engine:
+        assert engine.job_kinds == ("count",)
+        sid = engine.open_session(image)
+        status = engine.wait_job(engine.start_job("count", sid, n=3), timeout=60)
+        assert status.state == "done" and status.info == {"n": 3} and status.done == 3
+        with pytest.raises(InvalidRequestError, match="unknown job kind 'segment'"):
+            engine.start_job("segment", sid)
+        engine.register_job_kind("extra", count)
+        assert engine.job_kinds == ("count", "extra")
+    assert "extra" not in STANDARD_KINDS  # every engine keeps its own copy
+    with pytest.raises(TypeError):
+        STANDARD_KINDS["extra"] = JobKind(count)  # type: ignore[index]

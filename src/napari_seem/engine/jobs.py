@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from napari_seem.core.progress import FINISHED_STATES, Cancelled
+from napari_seem.core.progress import FINISHED_STATES, Cancelled, check_cancelled
 from napari_seem.engine.errors import (
     InvalidRequestError,
     JobResultUnavailableError,
@@ -102,9 +102,9 @@ class JobRecord:
     result: Any = None
 
     def raise_if_cancelled(self) -> None:
-        """Raise :class:`JobCancelled` when someone asked the job to stop."""
-        if self.cancel.is_set():
-            raise JobCancelled(self.job_id)
+        """Raise :class:`~napari_seem.core.progress.Cancelled` when someone asked the job
+        to stop."""
+        check_cancelled(self.cancel, f"job {self.job_id}")
 
     def emit(self, **changes: object) -> None:
         """Update state/progress and tell everyone; finished jobs ignore later updates."""
@@ -354,7 +354,7 @@ def _run(
     job.emit(state="running")
     try:
         result = spec.runner(engine, job, session, **params)
-    except JobCancelled:
+    except Cancelled:
         job.emit(state="cancelled")
         return
     except Exception as exc:

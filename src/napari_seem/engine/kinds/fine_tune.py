@@ -47,8 +47,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from napari_seem.core.progress import Cancelled
 from napari_seem.engine.errors import InvalidRequestError, UnknownImageError
-from napari_seem.engine.jobs import JobCancelled, JobPlan, JobRecord
+from napari_seem.engine.jobs import JobPlan, JobRecord
 from napari_seem.engine.sessions import Session
 
 if TYPE_CHECKING:
@@ -363,11 +364,11 @@ def run_fine_tune(
     except BaseException:
         out.unlink(missing_ok=True)
         if job.cancel.is_set():
-            raise JobCancelled(job.job_id) from None
+            raise Cancelled(f"job {job.job_id} was cancelled") from None
         raise
     if job.cancel.is_set():
         Path(path).unlink(missing_ok=True)
-        raise JobCancelled(job.job_id)
+        raise Cancelled(f"job {job.job_id} was cancelled")
     seconds = time.perf_counter() - start
     info: dict[str, Any] = {
         "weights": str(path),

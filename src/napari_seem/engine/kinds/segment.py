@@ -65,9 +65,10 @@ from napari_seem.core.modes import (
     everything_mode_error,
     resolve_everything_mode,
 )
+from napari_seem.core.progress import Cancelled
 from napari_seem.core.tiling import Tile
 from napari_seem.engine.errors import InvalidRequestError
-from napari_seem.engine.jobs import JobCancelled, JobPlan, JobRecord
+from napari_seem.engine.jobs import JobPlan, JobRecord
 from napari_seem.engine.sessions import Session, region_tiles
 
 if TYPE_CHECKING:
@@ -308,10 +309,10 @@ def run_segment(
             raise InvalidRequestError(str(exc)) from None
         except Exception:
             if job.cancel.is_set():  # e.g. the session was closed under the run
-                raise JobCancelled(job.job_id) from None
+                raise Cancelled(f"job {job.job_id} was cancelled") from None
             raise
         if summary.status == "cancelled" or job.cancel.is_set():
-            raise JobCancelled(job.job_id)
+            raise Cancelled(f"job {job.job_id} was cancelled")
         if request.out is not None:
             return _written(summary, session, request.box)
         source = "grounding" if request.text is not None else request.mode
