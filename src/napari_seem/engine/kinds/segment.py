@@ -330,41 +330,46 @@ def _segment_region(
     """One :func:`~napari_seem.batch.segment_image` run of ``request`` (its mode resolved)
     into the zarr ``target``, on the engine's predictor, feature cache and model lock;
     progress is reported to ``job`` in tiles."""
-    from napari_seem.batch.runner import segment_image
+    from napari_seem.batch import BatchConfig, SharedPredictor, Task, segment_image
+    from napari_seem.core.progress import Progress
 
     tiles = request.tiles
     shown = -1
 
-    def progress(done: int, _total: int) -> None:
+    def reporter(progress: Progress) -> None:
         # the runner counts tiles, then chunk writes: report tiles only
         nonlocal shown
-        if min(done, tiles) != shown:
-            shown = min(done, tiles)
+        if min(progress.done, tiles) != shown:
+            shown = min(progress.done, tiles)
             job.emit(done=shown, total=tiles)
 
     def encode(tile: Tile) -> Any:
         return engine.encoded(session, tile)  # the runner holds engine.model_lock
 
     plane = session.plane
-    return segment_image(
-        session.source,
-        target,
+    task = Task.from_options(
         vocabulary=list(request.vocabulary) if request.vocabulary else None,
         text=request.text,
         mode=request.mode,  # type: ignore[arg-type]
+    )
+    config = BatchConfig(
         tile=engine.tile,
         halo=engine.halo,
         level=session.frame.level,
-        planes=[plane] if plane else "all",
+        planes=(plane,) if plane else "all",
         region=request.region,
-        model=predictor,
-        progress=progress,
-        cancel=job.cancel,
-        encode=encode,
-        lock=engine.model_lock,
         object_mask_threshold=request.object_mask_threshold,
         text_threshold=request.text_threshold,
         min_area=request.min_area,
+    )
+    return segment_image(
+        session.source,
+        target,
+        task,
+        config,
+        model=SharedPredictor(predictor, encode=encode, lock=engine.model_lock),
+        reporter=reporter,
+        cancel=job.cancel,
     )
 
 
