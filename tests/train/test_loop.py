@@ -89,3 +89,51 @@ def test_export_loads_strictly_into_seem_lite(fresh_lite, tmp_path) -> None:  # 
     broken = {k: v for k, v in trainer.trained_state().items() if "class_embed" not in k}
     with pytest.raises(CheckpointError, match="missing"):
         build_seem("seem-lite", checkpoint=broken)
+
+
+def test_train_reports_progress_and_stops_on_cancel(fresh_lite, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    from napari_seem.core.progress import Cancelled, Progress
+
+    cfg = replace(TINY, steps=5)
+    trainer = Trainer(fresh_lite, tiny_scenes([7]), cfg, out_dir=tmp_path, progress=False)
+    seen: list[Progress] = []
+    cancel = threading.Event()
+
+    def reporter(progress: Progress) -> None:
+        seen.append(progress)
+        if progress.done == 2:
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        trainer.train(reporter=reporter, cancel=cancel)
+    assert [p.done for p in seen] == [1, 2] and all(p.total == 5 for p in seen)
+    assert seen[-1].values["loss"] == trainer.history[-1] and "loss" in seen[-1].message
+    assert trainer.step == 2 and (tmp_path / "last.pt").exists()  # resumable where it stopped
+
+
+def test_fine_tune_callback_stops_early_and_still_writes_weights(fresh_lite, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from unittest import mock
+
+    from napari_seem.train import api
+
+    calls: list[tuple[int, float]] = []
+
+    def callback(step: int, loss: float) -> bool:
+        calls.append((step, loss))
+        return step == 2
+
+    with mock.patch.object(api, "build_seem", return_value=fresh_lite):
+        path = api.fine_tune(
+            tiny_scenes([7]),
+            out=tmp_path / "ft.safetensors",
+            progress=False,
+            callback=callback,
+            **{k: getattr(TINY, k) for k in ("batch_size", "crop", "crops_per_image")},
+            steps=5,
+            short_side=None,
+            device="cpu",
+            cache_dtype="float32",
+        )
+    assert [s for s, _ in calls] == [1, 2] and path.exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from napari_seem.train.loop import Trainer
+from napari_seem.train.rounds import neighbour_click
 
 
 def test_neighbour_negative_lands_inside_the_touching_object_only() -> None:
@@ -13,14 +14,14 @@ def test_neighbour_negative_lands_inside_the_touching_object_only() -> None:
     seg[10:30, 31:50] = 2  # touching it (1 px gap)
     seg[50:60, 50:60] = 3  # far away: never the neighbour
     neg = np.zeros((64, 64), bool)
-    Trainer._neighbour_click(seg, seg == 1, neg, np.random.default_rng(0))
+    neighbour_click(seg, seg == 1, neg, np.random.default_rng(0))
     assert neg.any()
     assert set(np.unique(seg[neg])) == {2}
     rows, cols = np.nonzero(neg)
     assert abs(rows.mean() - 19.5) <= 1 and abs(cols.mean() - 40) <= 1  # its deepest point
     # an isolated object gets no neighbour click
     alone = np.zeros((64, 64), bool)
-    Trainer._neighbour_click(seg, seg == 3, alone, np.random.default_rng(0))
+    neighbour_click(seg, seg == 3, alone, np.random.default_rng(0))
     assert not alone.any()
 
 
@@ -43,7 +44,7 @@ def test_absent_phrases_teach_an_empty_answer(fresh_lite) -> None:  # type: igno
     def absent_answer() -> float:
         """Mean probability of the mask the absent phrase "cell" picks on a nuclei crop."""
         with torch.no_grad():
-            feats = trainer._features([crop])
+            feats = trainer.features([crop])
             tokens, padding, sentence = trainer.text.phrase("cell")
             out = trainer.model.decode(
                 feats, grounding_tokens=tokens, grounding_padding=padding, tasks=("grounding",)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 import numpy.typing as npt
 
+from napari_seem.core.progress import Cancelled, Progress, Reporter
 from napari_seem.model.build import build_seem
 from napari_seem.model.seem import SeemModel
 from napari_seem.train.data import ClassNames, LabelledImage, from_arrays
@@ -28,6 +30,8 @@ def fine_tune(
     resume_dir: str | Path | None = None,
     progress: bool = True,
     callback: Callable[[int, float], bool | None] | None = None,
+    reporter: Reporter | None = None,
+    cancel: threading.Event | None = None,
     **config: Any,
 ) -> Path:
     """Fine-tune a model on the user's labelled images and write the trained weights.
@@ -43,7 +47,12 @@ def fine_tune(
         out: the ``.safetensors`` file to write (trained parts only, a few MB).
         resume_dir: keep resumable ``last.pt`` checkpoints here (and resume from one).
         progress: show a progress bar.
-        callback: ``callback(step, loss)`` after each step; return True to stop.
+        callback: ``callback(step, loss)`` after each step; return True to stop early
+            (the weights trained so far are written).
+        reporter: told ``Progress(step, total, message, values={"loss": ...})`` after each
+            step (see :meth:`~napari_seem.train.loop.Trainer.train`).
+        cancel: set it to abandon the run: :class:`~napari_seem.core.progress.Cancelled`
+            is raised after the current step and no weights are written.
         **config: :class:`TrainConfig` fields, e.g. ``steps=200``, ``tasks=("spatial",)``;
             ``trainable`` defaults to the SEEM decoder (:func:`fine_tune_trainable`)
             (when only some objects are labelled, train the interactive task only).
@@ -69,11 +78,36 @@ def fine_tune(
     trainer = Trainer(model, data, cfg, out_dir=resume_dir, progress=progress)
     if resume_dir is not None and (Path(resume_dir) / "last.pt").exists():
         trainer.load_checkpoint(Path(resume_dir) / "last.pt")
-    trainer.train(callback=callback)
+    _train(trainer, callback, reporter, cancel)
     path = trainer.export(out)
     if base != "seem-lite":
         _add_base_note(path, base, checkpoint)
     return path
+
+
+def _train(
+    trainer: Trainer,
+    callback: Callable[[int, float], bool | None] | None,
+    reporter: Reporter | None,
+    cancel: threading.Event | None,
+) -> None:
+    """Run ``trainer`` with the public hooks: ``callback`` returning True stops the run
+    early (it still counts as finished), ``cancel`` abandons it (Cancelled propagates)."""
+    stop = threading.Event()
+
+    def hooks(progress: Progress) -> None:
+        if reporter is not None:
+            reporter(progress)
+        if callback is not None and callback(progress.done, float(progress.values["loss"])):
+            stop.set()
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("fine-tuning was cancelled")
+
+    try:
+        trainer.train(reporter=hooks, cancel=stop)
+    except Cancelled:
+        if not stop.is_set():
+            raise
 
 
 def _add_base_note(path: Path, base: str, checkpoint: str | Path | None) -> None:

@@ -25,14 +25,12 @@ state; each step draws its randomness from ``numpy.random.default_rng([seed, ste
 a resumed run repeats an uninterrupted one exactly.
 """
 
-from __future__ import annotations
-
 import math
 import os
-import sys
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -40,24 +38,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from napari_seem.core.progress import Progress, Reporter, check_cancelled
 from napari_seem.model.build import resolve_device
-from napari_seem.model.decoder import DecoderPrediction
-from napari_seem.model.lite_weights import LITE_FROZEN_PREFIXES
-from napari_seem.model.minilm_text import MINILM_TEMPLATES, MiniLMTextEncoder
 from napari_seem.model.seem import ImageFeatures, SeemModel
-from napari_seem.model.text_encoder import BACKGROUND_CLASS, LanguageEncoder
 from napari_seem.model.transforms import make_frame, preprocess
-from napari_seem.train.data import LabelledImage, TrainingDataError
-from napari_seem.train.losses import class_loss, dice_loss, mask_bce_loss, soft_targets
-from napari_seem.train.matching import hungarian_match
-from napari_seem.train.prompts_sim import (
-    PROMPT_KINDS,
-    PromptKind,
-    first_click,
-    next_click,
-    simulate_prompt,
-    stamp_click,
+from napari_seem.train.config import (
+    TASKS,
+    CachedCrop,
+    TrainConfig,
+    default_trainable,
+    fine_tune_trainable,
 )
+from napari_seem.train.console import ConsoleProgress
+from napari_seem.train.criterion import Criterion
+from napari_seem.train.data import LabelledImage, TrainingDataError
+from napari_seem.train.losses import soft_targets
+from napari_seem.train.rounds import crop_prompts, earlier_round
+from napari_seem.train.text_cache import TextCache
 
 __all__ = [
     "TASKS",
@@ -69,181 +66,6 @@ __all__ = [
     "fine_tune_trainable",
 ]
 
-TASKS = ("object", "grounding", "spatial")
-_OFFICIAL_DECODER = ("sem_seg_head.predictor.",)
-_OFFICIAL_FROZEN = ("sem_seg_head.predictor.lang_encoder.",)
-
-
-@dataclass(frozen=True, kw_only=True)
-class TrainConfig:
-    """Hyper-parameters of a training run (defaults: fine-tuning on a few images).
-
-    Attributes:
-        steps: optimizer steps.
-        batch_size: crops per step.
-        crop: side of the square training crops, pixels of the resized image.
-        crops_per_image: augmented crops cached per training image (more: more variety,
-            more memory and caching time).
-        short_side: resize every image so its short side is this before cropping, the way
-            the predictor resizes (``"auto"``: the variant's default; None: native size).
-        scale_jitter: random extra scale factor range per crop.
-        lr, weight_decay, warmup: AdamW with linear warm-up then cosine decay to 10 %.
-        grad_clip: max gradient norm.
-        tasks: which of ``"object"``, ``"grounding"``, ``"spatial"`` to train.
-        max_prompts: spatial prompts per crop (1..max, at most the objects present).
-        multi_round_prob: probability of 1-2 simulated earlier rounds with memory.
-        prompt_kinds: simulated visual prompt kinds.
-        synonyms: extra phrases per class name for grounding (the name itself is always used).
-        loss weights: ``w_class``, ``w_mask``, ``w_dice`` (SEEM: 2, 5, 5), ``no_object_weight``.
-        grounding_absent: probability that the grounding phrase names a class absent from
-            the crop (target: an empty mask), so an answer can be "nothing here".
-        neighbour_negative: probability that a spatial prompt also gets a negative click
-            on a touching or nearby object (teaches "not that one").
-        w_feature: weight of the auxiliary pixel-embedding loss (0: off; not in SEEM): the
-            cosine similarity of ``mask_features`` to the feature at a point inside an
-            object must segment that object. It teaches the pixel decoder instance-aware
-            embeddings directly, which a short from-scratch run cannot get through the
-            decoder alone (see :meth:`Trainer._feature_loss`).
-        trainable: state-dict prefixes to train; None = the variant's default (seem-lite:
-            everything but its packaged backbone and sentence encoder; official variants:
-            the SEEM decoder without its text encoder).
-        seed: seeds the crop cache and every step.
-        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
-        num_threads: torch CPU threads (None: leave as is).
-        checkpoint_every: steps between ``last.pt`` checkpoints (0: only at the end).
-        cache_dtype: dtype of cached features (``"float16"`` halves memory).
-    """
-
-    steps: int = 300
-    batch_size: int = 2
-    crop: int = 256
-    crops_per_image: int = 16
-    short_side: int | str | None = "auto"
-    scale_jitter: tuple[float, float] = (0.85, 1.2)
-    lr: float = 1e-4
-    weight_decay: float = 0.05
-    warmup: int = 20
-    grad_clip: float = 1.0
-    tasks: tuple[str, ...] = TASKS
-    max_prompts: int = 4
-    multi_round_prob: float = 0.5
-    prompt_kinds: tuple[PromptKind, ...] = PROMPT_KINDS
-    synonyms: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    w_class: float = 2.0
-    w_mask: float = 5.0
-    w_dice: float = 5.0
-    no_object_weight: float = 0.1
-    w_feature: float = 0.0
-    grounding_absent: float = 0.0
-    neighbour_negative: float = 0.0
-    trainable: tuple[str, ...] | None = None
-    seed: int = 0
-    device: str = "auto"
-    num_threads: int | None = None
-    checkpoint_every: int = 100
-    cache_dtype: str = "float16"
-
-    def __post_init__(self) -> None:
-        if unknown := set(self.tasks) - set(TASKS):
-            raise ValueError(f"unknown tasks {sorted(unknown)}; choose from {TASKS}")
-        if not self.tasks:
-            raise ValueError("tasks is empty: nothing to train")
-        if self.crop % 32:
-            raise ValueError(f"crop must be a multiple of 32, got {self.crop}")
-        if self.steps < 0 or self.batch_size < 1 or self.crops_per_image < 1:
-            raise ValueError("steps >= 0, batch_size >= 1 and crops_per_image >= 1 are required")
-        if unknown_kinds := set(self.prompt_kinds) - set(PROMPT_KINDS):
-            raise ValueError(f"unknown prompt kinds {sorted(unknown_kinds)}")
-
-
-@dataclass
-class CachedCrop:
-    """One augmented training crop with the frozen part's output.
-
-    Attributes:
-        frozen: the frozen part's output for this crop: backbone maps ``{"res2".."res5"}``
-            ``(1, C_i, S/s_i, S/s_i)`` or, with a frozen pixel decoder, ``ImageFeatures``.
-        labels: ``(S, S)`` int32 segment ids in the padded crop frame (0 = none).
-        segment_classes: ``{segment id: class index}`` into the trainer's vocabulary.
-    """
-
-    frozen: dict[str, torch.Tensor] | ImageFeatures
-    labels: np.ndarray
-    segment_classes: dict[int, int]
-
-
-def default_trainable(model: SeemModel) -> tuple[str, ...]:
-    """Trainable state-dict keys' prefixes of the variant (see ``TrainConfig.trainable``)."""
-    if isinstance(model.text_encoder, MiniLMTextEncoder):
-        return tuple(k for k in model.state_dict() if not k.startswith(LITE_FROZEN_PREFIXES))
-    return _decoder_keys(model.state_dict())
-
-
-def _decoder_keys(keys: Iterable[str]) -> tuple[str, ...]:
-    """The SEEM decoder's keys among ``keys``, without its text encoder."""
-    return tuple(
-        k for k in keys if k.startswith(_OFFICIAL_DECODER) and not k.startswith(_OFFICIAL_FROZEN)
-    )
-
-
-def fine_tune_trainable(model: SeemModel) -> tuple[str, ...]:
-    """What :func:`napari_seem.train.fine_tune` trains by default: the SEEM decoder (queries,
-    attention, heads, visual sampler) without the text encoder. The pixel decoder stays as
-    trained, so its output is cached once per crop and a few labelled objects cannot
-    re-shape the image features every other prompt relies on (measured on a held-out
-    BBBC007 image, 30 labelled objects, 150 steps: decoder-only NoC@85 16.2 -> 12.0 and
-    1-click IoU 0.67 -> 0.65; decoder + pixel decoder NoC 16.2 -> 15.3, IoU 0.67 -> 0.50)."""
-    return _decoder_keys(default_trainable(model))
-
-
-class _TextCache:
-    """Frozen text features of the vocabulary and of the grounding phrases.
-
-    For MiniLM the frozen sentence-encoder outputs are cached and the trainable projection
-    runs every step; the CLIP encoder is frozen entirely, so its final embeddings are cached.
-    """
-
-    def __init__(self, model: SeemModel, vocabulary: list[str], phrases: list[str]) -> None:
-        self.encoder = model.text_encoder
-        self.vocabulary = vocabulary
-        self.tokenizer: Any
-        if isinstance(self.encoder, MiniLMTextEncoder):
-            self.tokenizer = self.encoder.bundled_tokenizer()
-            prompts = [
-                t.format(n) for n in [*vocabulary, BACKGROUND_CLASS] for t in MINILM_TEMPLATES
-            ]
-            self._vocab_pooled = self.encoder.encode_frozen(self.tokenizer(prompts)).pooled
-            self._phrases = {p: self.encoder.encode_frozen(self.tokenizer([p])) for p in phrases}
-        else:
-            from napari_seem.model.tokenizer import load_clip_tokenizer
-
-            assert isinstance(self.encoder, LanguageEncoder)
-            self.tokenizer = load_clip_tokenizer()
-            with torch.no_grad():
-                self._vocab = self.encoder.class_vocabulary(vocabulary, self.tokenizer)
-                self._official = {
-                    p: (
-                        *self.encoder.grounding_tokens([p], self.tokenizer),
-                        self.encoder.sentence_embeddings([p], self.tokenizer)[0],
-                    )
-                    for p in phrases
-                }
-
-    def vocab(self) -> torch.Tensor:
-        """``(K+1, D)`` unit class embeddings (background last)."""
-        if isinstance(self.encoder, MiniLMTextEncoder):
-            return self.encoder.vocabulary_from_frozen(self._vocab_pooled, len(MINILM_TEMPLATES))
-        return self._vocab
-
-    def phrase(self, text: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Grounding ``tokens (T, 1, D)``, ``padding (1, T)`` and unit ``sentence (D,)``."""
-        if isinstance(self.encoder, MiniLMTextEncoder):
-            frozen = self._phrases[text]
-            tokens, padding = self.encoder.grounding_from_frozen(frozen)
-            sentence = self.encoder.project(frozen.pooled[0])
-            return tokens, padding, sentence / sentence.norm().clamp(min=1e-7)
-        return self._official[text]
-
 
 class Trainer:
     """Train (or fine-tune) a SEEM model on labelled images.
@@ -253,7 +75,8 @@ class Trainer:
         data: validated training images.
         config: hyper-parameters.
         out_dir: where ``last.pt`` checkpoints go (None: no checkpoints).
-        progress: show a tqdm bar with the running loss.
+        progress: show a tqdm bar with the running loss (False: a line on stderr every 25
+            steps); see :class:`~napari_seem.train.console.ConsoleProgress`.
     """
 
     def __init__(
@@ -305,7 +128,8 @@ class Trainer:
             lr=config.lr,
         )
         phrases = [p for c in self.vocabulary for p in self._phrases_of(c)]
-        self.text = _TextCache(model, self.vocabulary, phrases)
+        self.text = TextCache(model, self.vocabulary, phrases)
+        self.criterion = Criterion(config, model)
         self.crops: list[CachedCrop] = []
 
     # ------------------------------------------------------------------ data
@@ -419,7 +243,10 @@ class Trainer:
             )
         return CachedCrop(frozen, padded, classes)
 
-    def _features(self, crops: list[CachedCrop]) -> ImageFeatures:
+    def features(self, crops: list[CachedCrop]) -> ImageFeatures:
+        """The trainable part's input for a batch of cached crops: ``ImageFeatures`` of
+        batch ``len(crops)`` in the padded crop frame (the pixel decoder runs here when it
+        is trained), in the trainable parameters' dtype, on the trainer's device."""
         s = self.config.crop
         param_dtype = next(iter(self.params.values())).dtype
         first = crops[0].frozen
@@ -440,130 +267,11 @@ class Trainer:
         ms = out.multi_scale_features
         return ImageFeatures(out.mask_features, (ms[0], ms[1], ms[2]), (s, s))
 
-    # ------------------------------------------------------------------ losses
-
-    def _mask_losses(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """``(T,)`` weighted BCE + dice of matched ``(T, N)`` logits and targets."""
-        cfg = self.config
-        return cfg.w_mask * mask_bce_loss(logits, targets) + cfg.w_dice * dice_loss(logits, targets)
-
-    def _object_loss(
-        self, pred: DecoderPrediction, targets: torch.Tensor, classes: torch.Tensor
-    ) -> torch.Tensor:
-        assert pred.pred_logits is not None and pred.pred_masks is not None
-        logits = pred.pred_logits[0]  # (Q, K+1)
-        masks = pred.pred_masks[0].flatten(1)  # (Q, N)
-        targets = targets[: masks.shape[0]]
-        classes = classes[: masks.shape[0]]
-        q_idx, t_idx = hungarian_match(
-            masks.detach(),
-            targets,
-            logits.detach().softmax(-1),
-            classes,
-            w_class=self.config.w_class,
-            w_mask=self.config.w_mask,
-            w_dice=self.config.w_dice,
-        )
-        target_cls = torch.full(
-            (logits.shape[0],), logits.shape[1] - 1, dtype=torch.long, device=logits.device
-        )
-        target_cls[q_idx] = classes[t_idx]
-        loss = self.config.w_class * class_loss(
-            logits, target_cls, no_object_weight=self.config.no_object_weight
-        )
-        if len(q_idx):
-            loss = loss + self._mask_losses(masks[q_idx], targets[t_idx]).mean()
-        return loss
-
-    def _grounding_loss(
-        self,
-        pred: DecoderPrediction,
-        target: torch.Tensor,
-        sentence: torch.Tensor,
-        absent: bool = False,
-    ) -> torch.Tensor:
-        assert pred.pred_gmasks is not None and pred.pred_gtexts is not None
-        masks = pred.pred_gmasks[0].flatten(1)  # (Q, N)
-        scale = self.model.text_encoder.logit_scale.exp().clamp(max=100.0)
-        captions = pred.pred_gtexts[0]
-        sim = scale * F.normalize(captions, dim=-1) @ sentence  # (Q,)
-        if absent:
-            # the phrase names nothing in the crop: the query it picks must answer empty
-            best = int(sim.detach().argmax())
-            return self._mask_losses(masks[best : best + 1], target[None])[0]
-        with torch.no_grad():
-            cost = self._mask_losses(masks, target[None].expand_as(masks))
-            cost = cost - self.config.w_class * sim.softmax(0)
-            best = int(cost.argmin())
-        loss = self._mask_losses(masks[best : best + 1], target[None])[0]
-        pick = torch.tensor([best], device=sim.device)
-        return loss + self.config.w_class * F.cross_entropy(sim[None], pick)
-
-    def _spatial_loss(
-        self,
-        pred: DecoderPrediction,
-        targets: torch.Tensor,
-        spatial_logits: torch.Tensor | None,
-    ) -> torch.Tensor:
-        assert pred.pred_smasks is not None
-        q = self.model.decoder.config.queries_per_prompt
-        num_prompts = targets.shape[0]
-        masks = pred.pred_smasks[0].flatten(1).view(num_prompts, q, -1)  # (P, Q, N)
-        per = self._mask_losses(
-            masks.reshape(num_prompts * q, -1),
-            targets[:, None].expand(-1, q, -1).reshape(num_prompts * q, -1),
-        ).view(num_prompts, q)
-        best = per.detach().argmin(1)
-        loss = per.gather(1, best[:, None]).mean()
-        if spatial_logits is not None:
-            rows = torch.stack(
-                [spatial_logits[0, p * q : (p + 1) * q, p] for p in range(num_prompts)]
-            )  # (P, Q)
-            loss = loss + F.cross_entropy(rows.float(), best)
-        return loss
-
-    # ------------------------------------------------------------------ step
-
-    def _prompts(
-        self, seg: np.ndarray, chosen: list[int], rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray]:
-        kinds = self.config.prompt_kinds
-        pos = np.zeros((len(chosen), *seg.shape), bool)
-        neg = np.zeros_like(pos)
-        for p, i in enumerate(chosen):
-            target = seg == i
-            kind = kinds[int(rng.integers(len(kinds)))]
-            pos[p] = simulate_prompt(target, kind, rng)
-            outside = np.nonzero(~target)
-            if rng.random() < 0.15 and len(outside[0]):  # a negative click outside
-                j = int(rng.integers(len(outside[0])))
-                stamp_click(neg[p], int(outside[0][j]), int(outside[1][j]))
-                neg[p] &= ~target
-            if self.config.neighbour_negative and rng.random() < self.config.neighbour_negative:
-                self._neighbour_click(seg, target, neg[p], rng)
-        return pos, neg
-
-    @staticmethod
-    def _neighbour_click(
-        seg: np.ndarray, target: np.ndarray, neg: np.ndarray, rng: np.random.Generator
-    ) -> None:
-        """A negative click (in place in ``neg``) at the deepest point of a random object
-        within 6 px of ``target``: the correction a user makes when two touching objects
-        come back as one."""
-        from scipy import ndimage
-
-        ring = ndimage.binary_dilation(target, iterations=6) & ~target
-        near = np.unique(seg[ring])
-        near = near[near > 0]
-        if not len(near):
-            return
-        click = first_click(seg == near[int(rng.integers(len(near)))])  # its deepest point
-        stamp_click(neg, click.row, click.col)
-        neg &= ~target
-
     def _loss_one(
         self, features: ImageFeatures, crop: CachedCrop, rng: np.random.Generator
     ) -> torch.Tensor:
+        """The loss of one crop: every task of the run decoded at once, summed over the
+        final and earlier decoder predictions (deep supervision)."""
         cfg = self.config
         seg = crop.labels
         ids = sorted(crop.segment_classes)
@@ -595,11 +303,19 @@ class Trainer:
         if "spatial" in cfg.tasks:
             n = int(rng.integers(1, min(cfg.max_prompts, len(ids)) + 1))
             chosen = [ids[int(j)] for j in rng.choice(len(ids), n, replace=False)]
-            pos, neg = self._prompts(seg, chosen, rng)
+            pos, neg = crop_prompts(
+                seg,
+                chosen,
+                rng,
+                kinds=cfg.prompt_kinds,
+                neighbour_negative=cfg.neighbour_negative,
+            )
             prev = None
             if rng.random() < cfg.multi_round_prob:
                 for _ in range(int(rng.integers(1, 3))):
-                    prev = self._earlier_round(features, seg, chosen, pos, neg, prev)
+                    prev = earlier_round(
+                        self.model, features, seg, chosen, pos, neg, prev, device=self.device
+                    )
             kwargs["visual_prompts"] = self.model.encode_visual_prompts(
                 features,
                 torch.from_numpy(pos[None]).to(self.device),
@@ -610,74 +326,20 @@ class Trainer:
             tasks.append("spatial")
         aux = torch.zeros((), device=self.device)
         if cfg.w_feature > 0:
-            aux = cfg.w_feature * self._feature_loss(features, soft, rng)
+            aux = cfg.w_feature * self.criterion.feature_loss(features, soft, rng)
         out = self.model.decode(features, tasks=tasks, return_aux=True, **kwargs)  # type: ignore[arg-type]
         total = torch.zeros((), device=self.device)
         for pred in (*out.aux, out):
             final = pred is out
             if "object" in tasks:
-                total = total + self._object_loss(pred, soft, classes)
+                total = total + self.criterion.object_loss(pred, soft, classes)
             if ground_target is not None and sentence is not None:
-                total = total + self._grounding_loss(pred, ground_target, sentence, absent)
+                total = total + self.criterion.grounding_loss(pred, ground_target, sentence, absent)
             if chosen_targets is not None:
-                total = total + self._spatial_loss(
+                total = total + self.criterion.spatial_loss(
                     pred, chosen_targets, out.spatial_logits if final else None
                 )
         return total / (len(out.aux) + 1) + aux
-
-    _FEATURE_ANCHORS = 24
-    _FEATURE_SCALE = 15.0
-    _FEATURE_MARGIN = 0.5
-
-    def _feature_loss(
-        self, features: ImageFeatures, soft: torch.Tensor, rng: np.random.Generator
-    ) -> torch.Tensor:
-        """Auxiliary pixel-embedding loss: for up to 24 objects, a random cell well inside
-        the object is the anchor; ``15 * (cos(F(anchor), F(x)) - 0.5)`` are mask logits over
-        the crop, scored with the mask BCE + dice against the object's soft mask ``(T, N)``."""
-        fn = F.normalize(features.mask_features[0].flatten(1).float(), dim=0)  # (C, N)
-        order = rng.permutation(soft.shape[0])[: self._FEATURE_ANCHORS]
-        anchors = []
-        for t in order:
-            row = soft[int(t)]
-            inside = torch.nonzero(row >= 0.99).flatten()
-            if len(inside) == 0:
-                inside = row.argmax()[None]
-            anchors.append(int(inside[int(rng.integers(len(inside)))]))
-        logits = self._FEATURE_SCALE * (fn[:, anchors].T @ fn - self._FEATURE_MARGIN)
-        return self._mask_losses(logits, soft[torch.as_tensor(order)]).mean()
-
-    @torch.no_grad()
-    def _earlier_round(
-        self,
-        features: ImageFeatures,
-        seg: np.ndarray,
-        chosen: list[int],
-        pos: np.ndarray,
-        neg: np.ndarray,
-        prev: torch.Tensor | None,
-    ) -> torch.Tensor:
-        """Decode the prompts so far, add the protocol's corrective click per object (in
-        place in ``pos`` / ``neg``) and return the answer's mask logits as memory."""
-        tokens = self.model.encode_visual_prompts(
-            features,
-            torch.from_numpy(pos[None]).to(self.device),
-            torch.from_numpy(neg[None]).to(self.device),
-        )
-        out = self.model.decode(
-            features, visual_prompts=tokens, prev_mask=prev, tasks=("spatial",), return_aux=False
-        )
-        assert out.prev_mask is not None
-        logits = out.prev_mask  # (1, P, h, w)
-        full = F.interpolate(logits.float(), size=seg.shape, mode="bilinear", align_corners=False)[
-            0
-        ]
-        pred = (full > 0).cpu().numpy()
-        for p, i in enumerate(chosen):
-            click = next_click(pred[p], seg == i)
-            if click is not None:
-                stamp_click(pos[p] if click.positive else neg[p], click.row, click.col)
-        return logits.detach()
 
     @torch.no_grad()
     def eval_loss(self, seed: int = 12345) -> float:
@@ -689,7 +351,7 @@ class Trainer:
         total = 0.0
         for n, crop in enumerate(self.crops):
             rng = np.random.default_rng([seed, n])
-            features = self._features([crop])
+            features = self.features([crop])
             total += float(self._loss_one(features, crop, rng))
         return total / len(self.crops)
 
@@ -711,7 +373,7 @@ class Trainer:
         self.model.train()
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr(self.step)
-        features = self._features(batch)
+        features = self.features(batch)
         loss = torch.zeros((), device=self.device)
         for b, crop in enumerate(batch):
             loss = loss + self._loss_one(features.select(b), crop, rng)
@@ -730,47 +392,51 @@ class Trainer:
         self,
         steps: int | None = None,
         *,
-        callback: Callable[[int, float], bool | None] | None = None,
+        reporter: Reporter | None = None,
+        cancel: threading.Event | None = None,
     ) -> list[float]:
         """Train until ``steps`` (default ``config.steps``) total steps are done.
 
-        ``callback(step, loss)`` runs after every step; returning True stops early (a
-        checkpoint is written). Returns the losses of the steps run by this call.
-        """
-        from tqdm import tqdm
+        After every step (and its periodic ``last.pt`` checkpoint) ``reporter`` is told
+        ``Progress(step, total, "step S/T loss L", values={"loss": this step's loss,
+        "recent_loss": mean of the last 20})``; then, when ``cancel`` is set, the run stops
+        with :class:`~napari_seem.core.progress.Cancelled` (a reporter may raise it too).
+        ``last.pt`` is written at the end either way (with an ``out_dir``), so a stopped
+        run resumes where it stopped; the steps run stay in :attr:`history`.
 
+        Returns:
+            The losses of the steps run by this call.
+        """
         total = self.config.steps if steps is None else steps
         if not self.crops:
             self.build_cache()
         losses: list[float] = []
-        bar = tqdm(
-            total=total, initial=self.step, desc="train", disable=not self.progress, unit="step"
-        )
+        console = ConsoleProgress(total, self.step, bar=self.progress)
         start = time.perf_counter()
         try:
             while self.step < total:
                 value = self.train_step()
                 losses.append(value)
                 recent = self.history[-20:]
-                bar.set_postfix(loss=f"{sum(recent) / len(recent):.3f}")
-                bar.update(1)
-                if not self.progress and self.step % 25 == 0:
-                    print(
-                        f"step {self.step}/{total} loss {sum(recent) / len(recent):.3f} "
-                        f"({time.perf_counter() - start:.0f} s)",
-                        file=sys.stderr,
-                        flush=True,
-                    )
+                mean = sum(recent) / len(recent)
+                progress = Progress(
+                    self.step,
+                    total,
+                    f"step {self.step}/{total} loss {mean:.3f}",
+                    {"loss": value, "recent_loss": mean},
+                )
+                console(progress)
                 every = self.config.checkpoint_every
                 if self.out_dir is not None and every and self.step % every == 0:
                     self.save_checkpoint(self.out_dir / "last.pt")
-                if callback is not None and callback(self.step, value):
-                    break
+                if reporter is not None:
+                    reporter(progress)
+                check_cancelled(cancel, "training")
         finally:
-            bar.close()
+            console.close()
             if self.out_dir is not None:
                 self.save_checkpoint(self.out_dir / "last.pt")
-        self.elapsed = time.perf_counter() - start
+            self.elapsed = time.perf_counter() - start
         return losses
 
     # ------------------------------------------------------------------ checkpoints
