@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from napari_seem.app.labels import ZARR_LABELS_ABOVE, LabelStore
 from napari_seem.core.io import ImageSource
 from napari_seem.core.prompts import (
     Box,
@@ -25,9 +26,9 @@ from napari_seem.core.prompts import (
     TextPrompt,
     VisualPrompt,
 )
-from napari_seem.core.results import ObjectMask, SegmentationResult
 
 __all__ = [
+    "ZARR_LABELS_ABOVE",
     "LabelStore",
     "View",
     "prompt_from_json",
@@ -37,8 +38,6 @@ __all__ = [
     "subsampled_mask",
 ]
 
-#: Images with more pixels than this get a chunked zarr label array (sparse in memory).
-ZARR_LABELS_ABOVE = 4096 * 4096
 #: Longest side of a preview mask sent to the browser (bigger masks are subsampled).
 PREVIEW_SIDE = 1024
 
@@ -202,99 +201,3 @@ def read_view(
     rows, cols = math.ceil((r1 - r0) / step), math.ceil((c1 - c0) / step)
     rgb = np.ascontiguousarray(rgb[:rows, :cols])
     return View((r0, c0, r1, c1), step, rgb)
-
-
-# ----------------------------------------------------------------------------- labels
-
-
-@dataclass
-class _Commit:
-    """One undoable step: the objects it added and the label pixels it overwrote."""
-
-    objects: list[ObjectMask]
-    previous: list[tuple[tuple[int, int, int, int], npt.NDArray[np.uint32]]]
-
-
-class LabelStore:
-    """Committed objects painted into a label image, with undo.
-
-    Object ``k`` (0-based, in commit order) gets label id ``k + 1``; later objects paint over
-    earlier ones. ``labels`` is a numpy ``(H, W)`` uint32 array, or a chunked zarr array
-    for images above :data:`ZARR_LABELS_ABOVE` pixels (memory only for touched chunks), or
-    the array the caller gave (numpy or a writable zarr array of shape ``(H, W)``).
-    """
-
-    def __init__(self, image_shape: tuple[int, int], labels: Any = None) -> None:
-        self.image_shape = image_shape
-        if labels is None:
-            labels = _new_labels(image_shape)
-        if tuple(labels.shape) != tuple(image_shape) or np.dtype(labels.dtype).kind not in "iu":
-            raise ValueError(
-                f"labels must be an integer array of shape {tuple(image_shape)} (the image "
-                f"plane); got shape {tuple(labels.shape)} and dtype {labels.dtype}"
-            )
-        self.labels = labels
-        self.objects: list[ObjectMask] = []
-        self._undo: list[_Commit] = []
-
-    @property
-    def can_undo(self) -> bool:
-        return bool(self._undo)
-
-    def result(self) -> SegmentationResult:
-        return SegmentationResult(self.image_shape, tuple(self.objects))
-
-    def commit(self, objects: Sequence[ObjectMask]) -> list[tuple[int, int, int, int]]:
-        """Paint ``objects`` (one undo step); returns the level-0 boxes that changed."""
-        commit = _Commit([], [])
-        boxes = []
-        for obj in objects:
-            if obj.is_empty:
-                continue
-            label = len(self.objects) + 1
-            (row, col), (h, w) = obj.offset, obj.mask.shape
-            box = (row, col, row + h, col + w)
-            before = np.asarray(self.labels[row : row + h, col : col + w])
-            commit.previous.append((box, before.copy()))
-            self.labels[row : row + h, col : col + w] = np.where(obj.mask, label, before)
-            self.objects.append(obj)
-            commit.objects.append(obj)
-            boxes.append(box)
-        if commit.objects:
-            self._undo.append(commit)
-        return boxes
-
-    def undo(self) -> list[tuple[int, int, int, int]]:
-        """Revert the last commit; returns the boxes that changed (empty when none)."""
-        if not self._undo:
-            return []
-        commit = self._undo.pop()
-        for box, before in reversed(commit.previous):
-            r0, c0, r1, c1 = box
-            self.labels[r0:r1, c0:c1] = before
-        del self.objects[len(self.objects) - len(commit.objects) :]
-        return [box for box, _ in commit.previous]
-
-    def class_table(self) -> list[dict[str, Any]]:
-        return self.result().class_table()
-
-    def subsample(self, box: tuple[int, int, int, int], step: int) -> npt.NDArray[np.uint32]:
-        """Labels of level-0 ``box`` (``row0``, ``col0`` multiples of ``step``) every ``step``."""
-        r0, c0, r1, c1 = box
-        return np.ascontiguousarray(
-            np.asarray(self.labels[r0:r1:step, c0:c1:step]), dtype=np.uint32
-        )
-
-
-def _new_labels(image_shape: tuple[int, int]) -> Any:
-    if image_shape[0] * image_shape[1] <= ZARR_LABELS_ABOVE:
-        return np.zeros(image_shape, np.uint32)
-    import zarr
-
-    return zarr.create_array(
-        store=zarr.storage.MemoryStore(),
-        shape=image_shape,
-        chunks=(1024, 1024),
-        dtype="uint32",
-        fill_value=0,
-    )

@@ -4,19 +4,19 @@ A commit paints each object with a new label id (one past the largest id in the 
 ``features['index']``), touching only the object's crop window of the labels array
 (numpy or a zarr array on disk), and appends one row per id to the layer's ``features``:
 ``index``, ``class_name``, ``score``, ``source``. :meth:`CommitLog.undo` restores the
-windows and drops the rows of the last commit.
+windows and drops the rows of the last commit. The painting and the undo steps are
+:mod:`napari_seem.app.labels` (shared with the Jupyter widget); this module adds the
+napari layer specifics (``layer.data``, the feature table, ``refresh``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
-from napari_seem._napari.convert import paint_object
+from napari_seem.app.labels import Edit, EditLog, paint_object, restore
 from napari_seem.core.results import ObjectMask
 
 __all__ = ["CommitLog", "next_label_id"]
@@ -34,21 +34,14 @@ def next_label_id(labels: Any) -> int:
     return best + 1
 
 
-@dataclass
-class _Commit:
-    layer: Any
-    windows: list[tuple[tuple[slice | int, ...], npt.NDArray[Any]]] = field(default_factory=list)
-    ids: list[int] = field(default_factory=list)
-
-
 class CommitLog:
-    """The commits made so far, newest last, for undo."""
+    """The commits made so far, newest last, for undo (an :class:`EditLog` over layers)."""
 
     def __init__(self) -> None:
-        self._commits: list[_Commit] = []
+        self._log = EditLog()
 
     def __len__(self) -> int:
-        return len(self._commits)
+        return len(self._log)
 
     def commit(
         self,
@@ -71,18 +64,16 @@ class CommitLog:
         Returns:
             The ids painted.
         """
-        entry = _Commit(layer)
+        edit = Edit(layer)
         ids: list[int] = []
         rows = []
         next_id = next_label_id(layer) if label_id is None else label_id
         for obj in objects:
-            if obj.is_empty:
-                continue
             value = next_id if label_id is None else label_id
             written = paint_object(layer.data, obj, value, plane=plane)
             if written is None:
                 continue
-            entry.windows.append(written)
+            edit.windows.append(written)
             ids.append(value)
             if label_id is None:
                 rows.append(
@@ -94,12 +85,12 @@ class CommitLog:
                     }
                 )
                 next_id += 1
-        if not entry.windows:
+        if not edit.windows:
             return []
         if rows:
             self._append_rows(layer, rows)
-            entry.ids = ids
-        self._commits.append(entry)
+            edit.ids = ids
+        self._log.push(edit)
         layer.refresh()
         return ids
 
@@ -108,25 +99,21 @@ class CommitLog:
         written = paint_object(layer.data, obj, label_id, plane=plane)
         if written is None:
             return
-        if self._commits and self._commits[-1].layer is layer:
-            self._commits[-1].windows.append(written)
-        else:
-            self._commits.append(_Commit(layer, [written]))
+        self._log.add_window(layer, written)
         layer.refresh()
 
     def undo(self) -> Any | None:
         """Revert the last commit; returns its layer, or ``None`` when there is none."""
-        if not self._commits:
+        edit = self._log.pop()
+        if edit is None:
             return None
-        entry = self._commits.pop()
-        for index, previous in reversed(entry.windows):
-            entry.layer.data[index] = previous
-        if entry.ids:
-            features = entry.layer.features
-            keep = ~np.isin(np.asarray(features["index"]), entry.ids)
-            entry.layer.features = features[keep].reset_index(drop=True)
-        entry.layer.refresh()
-        return entry.layer
+        restore(edit.target.data, edit.windows)
+        if edit.ids:
+            features = edit.target.features
+            keep = ~np.isin(np.asarray(features["index"]), edit.ids)
+            edit.target.features = features[keep].reset_index(drop=True)
+        edit.target.refresh()
+        return edit.target
 
     @staticmethod
     def _append_rows(layer: Any, rows: list[dict[str, Any]]) -> None:

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from napari_seem.app.labels import paint_object  # re-exported: the one painter
 from napari_seem.core.prompts import Box, MaskPrompt, Points, Polygon, PromptError, Scribble
 from napari_seem.core.prompts import VisualPrompt as _Visual
-from napari_seem.core.results import ObjectMask
 
 __all__ = [
     "clip_to_image",
@@ -246,49 +246,6 @@ def labels_to_mask_prompt(
     if not mask.any():
         return None
     return MaskPrompt.from_full(mask, positive=positive)
-
-
-def paint_object(
-    target: Any,
-    obj: ObjectMask,
-    value: int,
-    *,
-    plane: Sequence[int] = (),
-    overwrite: bool = True,
-) -> tuple[tuple[int | slice, ...], npt.NDArray[Any]] | None:
-    """Paint ``obj`` with ``value`` into a labels array, in place, touching only its crop.
-
-    Works on numpy arrays and on writable zarr arrays (a read-modify-write of the crop's
-    window), so a huge on-disk labels array is never loaded.
-
-    Args:
-        target: ``(..., H, W)`` labels array (numpy or zarr), level-0 pixels.
-        obj: the object (a crop and its level-0 offset).
-        value: the label id to write.
-        plane: leading indices of the plane in a stack.
-        overwrite: paint over other labels; False keeps existing non-zero pixels.
-
-    Returns:
-        ``(index, previous)``: the window written and its content before, for undo; or
-        ``None`` when the object is empty.
-    """
-    if obj.is_empty:
-        return None
-    (row, col), (h, w) = obj.offset, obj.mask.shape
-    height, width = int(target.shape[-2]), int(target.shape[-1])
-    r0, c0 = max(row, 0), max(col, 0)
-    r1, c1 = min(row + h, height), min(col + w, width)
-    if r1 <= r0 or c1 <= c0:
-        return None
-    index: tuple[int | slice, ...] = (*(int(p) for p in plane), slice(r0, r1), slice(c0, c1))
-    previous = np.array(target[index])
-    mask = obj.mask[r0 - row : r1 - row, c0 - col : c1 - col]
-    if not overwrite:
-        mask = mask & (previous == 0)
-    window = previous.copy()
-    window[mask] = value
-    target[index] = window
-    return index, previous
 
 
 def world_box_to_image(

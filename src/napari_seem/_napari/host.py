@@ -92,6 +92,17 @@ class Host(Protocol):
         """The labels layer commits over ``image`` go into (created when needed)."""
         ...
 
+    def request_preview(
+        self,
+        what: str,
+        work: Callable[[Backend], list[ObjectMask]],
+        image: Any,
+        plane: tuple[int, ...],
+    ) -> None:
+        """Run ``work`` and show its objects as the preview on ``image`` / ``plane``; a
+        newer request supersedes it."""
+        ...
+
     def preview(self) -> tuple[ObjectMask, Any, tuple[int, ...]] | None:
         """The previewed object with its image layer and plane, or ``None``."""
         ...

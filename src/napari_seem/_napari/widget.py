@@ -30,8 +30,10 @@ from magicgui.widgets import (
 )
 
 from napari_seem._napari import layers as L
+from napari_seem._napari import prompt_layers as P
 from napari_seem._napari.backend import Backend, ImageRef, ModelChoice
 from napari_seem._napari.commits import CommitLog
+from napari_seem._napari.example_panel import ExamplePanel
 from napari_seem._napari.finetune_panel import FineTunePanel
 from napari_seem._napari.host import group, header, row
 from napari_seem._napari.long_runs import LongRuns
@@ -45,7 +47,6 @@ from napari_seem.remote.client import RemoteError, ServerUnavailableError
 __all__ = ["SeemWidget"]
 
 T = TypeVar("T")
-TARGET_NAME = "SEEM labels"
 LIVE_DELAY_MS = 350
 PREFETCH_DELAY_MS = 500
 
@@ -84,6 +85,7 @@ class SeemWidget(Container):
         threading.Thread(target=_warm_imports, name="seem-warm-imports", daemon=True).start()
         self.model_panel = ModelPanel(self, model or ModelChoice())
         self.long_runs = LongRuns(self)
+        self.example = ExamplePanel(self)
         self._build_controls()
         self.finetune = FineTunePanel(self)
         self.status = Label(value="Choose an image, add points or shapes, press Segment.")
@@ -136,10 +138,9 @@ class SeemWidget(Container):
         self.commit_button = PushButton(text="Commit [C]")
         self.clear_button = PushButton(text="Clear [Shift-C]")
         self.undo_button = PushButton(text="Undo commit")
-        # ---- referring example
-        self.example_image = ComboBox(label="Example image", choices=self._image_choices)
-        self.example_prompts = ComboBox(label="Example marks", choices=self._prompt_choices)
-        self.find_button = PushButton(text="Find it here")
+        example = self.example
+        self.example_image, self.example_prompts = example.example_image, example.example_prompts
+        self.find_button = example.find_button
 
     def _lay_out(self) -> None:
         self.extend(
@@ -180,7 +181,6 @@ class SeemWidget(Container):
         self.commit_button.changed.connect(self.commit)
         self.clear_button.changed.connect(self.clear_prompts)
         self.undo_button.changed.connect(self.undo)
-        self.find_button.changed.connect(self.find_it_here)
         self.text.native.returnPressed.connect(self.segment)
         self.image.changed.connect(self._image_changed)
 
@@ -237,31 +237,16 @@ class SeemWidget(Container):
     def _ref(self, image: Any) -> ImageRef:
         return self.image_ref(image)
 
-    def _plane(self, image: Any) -> tuple[int, ...]:
-        return self.plane_of(image)
-
     # ------------------------------------------------------------------ choices
 
-    def _layers_of(self, kind: str) -> list[Any]:
-        return [layer for layer in self.viewer.layers if type(layer).__name__ == kind]
-
     def _image_choices(self, _: Any = None) -> list[tuple[str, Any]]:
-        return [(layer.name, layer) for layer in self._layers_of("Image")]
+        return P.image_choices(self.viewer)
 
     def _target_choices(self, _: Any = None) -> list[tuple[str, Any]]:
-        labels = [
-            (layer.name, layer)
-            for layer in self._layers_of("Labels")
-            if layer.name != L.PREVIEW_NAME
-        ]
-        return [(f"new '{TARGET_NAME}'", None), *labels]
+        return P.target_choices(self.viewer)
 
     def _mask_choices(self, _: Any = None) -> list[tuple[str, Any]]:
-        return [("none", None), *self._target_choices()[1:]]
-
-    def _prompt_choices(self, _: Any = None) -> list[tuple[str, Any]]:
-        found = self._layers_of("Points") + self._layers_of("Shapes")
-        return [("none", None), *[(layer.name, layer) for layer in found]]
+        return P.mask_choices(self.viewer)
 
     def _refresh_choices(self, event: Any = None) -> None:
         target = self.target.value
@@ -361,7 +346,7 @@ class SeemWidget(Container):
     def current_image(self) -> Any | None:
         layer = self.image.value
         if layer is None or layer not in self.viewer.layers:
-            images = self._layers_of("Image")
+            images = P.layers_of(self.viewer, "Image")
             layer = images[0] if images else None
         return layer
 
@@ -413,7 +398,7 @@ class SeemWidget(Container):
         self._bind_keys(layer)
         if layer.name == L.POINTS_NAME:
             layer.bind_key("t", self._toggle_polarity, overwrite=True)
-            layer.mouse_drag_callbacks.append(_polarity_on_press)
+            layer.mouse_drag_callbacks.append(P.polarity_on_press)
 
     def _bind_keys(self, target: Any) -> None:
         if target is self.viewer:
@@ -423,42 +408,20 @@ class SeemWidget(Container):
         target.bind_key("Shift-C", lambda *_: self.clear_prompts(), overwrite=True)
 
     def _toggle_points_polarity(self) -> None:
-        layer = self._prompt_layer(L.POINTS_NAME, "Points")
+        layer = P.find_layer(self.viewer, L.POINTS_NAME, "Points")
         if layer is not None:
             self._toggle_polarity(layer)
 
     def _toggle_polarity(self, layer: Any) -> None:
-        negative = not layer.metadata.get("seem_negative", False)
-        layer.metadata["seem_negative"] = negative
-        L.set_polarity(layer, not negative)
-        self.status.value = (
-            "New points are NEGATIVE (not this). Press T for positive."
-            if negative
-            else "New points are positive. Press T (or Ctrl-click) for negative."
-        )
-
-    def _prompt_layer(self, name: str, kind: str) -> Any | None:
-        for layer in self.viewer.layers:
-            if layer.name == name and type(layer).__name__ == kind:
-                return layer
-        return None
+        self.status.value = P.toggle_polarity(layer)
 
     def _prompts_changed(self, event: Any = None) -> None:
         if self.live.value:
             self._live_timer.start()
 
     def _live_run(self) -> None:
-        if self._has_prompts():
+        if P.has_prompts(self.viewer, str(self.text.value)):
             self.segment()
-
-    def _has_prompts(self) -> bool:
-        points = self._prompt_layer(L.POINTS_NAME, "Points")
-        shapes = self._prompt_layer(L.SHAPES_NAME, "Shapes")
-        return bool(
-            (points is not None and len(points.data))
-            or (shapes is not None and len(shapes.data))
-            or str(self.text.value).strip()
-        )
 
     def _new_object(self) -> None:
         self._object_id = None
@@ -473,14 +436,14 @@ class SeemWidget(Container):
         image = self.require_image()
         if image is None:
             return
-        plane = self._plane(image)
+        plane = self.plane_of(image)
         try:
             visual = L.prompts_from_layers(
                 image,
                 plane,
                 self.viewer.dims.point,
-                points=self._prompt_layer(L.POINTS_NAME, "Points"),
-                shapes=self._prompt_layer(L.SHAPES_NAME, "Shapes"),
+                points=P.find_layer(self.viewer, L.POINTS_NAME, "Points"),
+                shapes=P.find_layer(self.viewer, L.SHAPES_NAME, "Shapes"),
                 mask_labels=self.mask_layer.value,
             )
         except (PromptError, ValueError) as exc:
@@ -494,9 +457,8 @@ class SeemWidget(Container):
                 "warning",
             )
             return
-        ref = self._ref(image)
-        self._generation += 1
-        generation = self._generation
+        ref = self.image_ref(image)
+        self._generation += 1  # supersedes a pending request even when refused below
         self.status.value = "Segmenting..."
         if not any(p.has_positive for p in visual) and text is None:
             self.notify(
@@ -519,18 +481,25 @@ class SeemWidget(Container):
             def work(backend: Backend) -> list[ObjectMask]:
                 return backend.ground(ref, plane, text)
 
-        self.run(
-            "Segment",
-            work,
-            lambda objs: self._show(image, plane, objs),
-            generation=generation,
-        )
+        self.request_preview("Segment", work, image, plane)
+
+    def request_preview(
+        self,
+        what: str,
+        work: Callable[[Backend], list[ObjectMask]],
+        image: Any,
+        plane: tuple[int, ...],
+    ) -> None:
+        """Run ``work`` and preview its objects; a newer request supersedes it."""
+        self._generation += 1
+        show = lambda objs: self._show(image, plane, objs)  # noqa: E731
+        self.run(what, work, show, generation=self._generation)
 
     def _show(self, image: Any, plane: tuple[int, ...], objects: list[ObjectMask]) -> None:
         self._preview = [o for o in objects if not o.is_empty]
         self._preview_where = (image, plane)
         L.show_preview(self.viewer, image, self._preview, plane)
-        self._keep_prompt_layer_active()
+        P.keep_prompt_layer_active(self.viewer)
         if not self._preview:
             self.status.value = "The model found nothing for these prompts: add or move a click."
             return
@@ -542,27 +511,15 @@ class SeemWidget(Container):
             "Commit [C], refine with more clicks, or Clear [Shift-C]."
         )
 
-    def _keep_prompt_layer_active(self, *, always: bool = False) -> None:
-        """Give the keys and clicks back to the prompt layer after a layer was added."""
-        active = self.viewer.layers.selection.active
-        is_prompt = active is not None and active.name in (L.POINTS_NAME, L.SHAPES_NAME)
-        on_preview = active is not None and active.name == L.PREVIEW_NAME
-        if (always and not is_prompt) or on_preview:
-            for name, kind in ((L.POINTS_NAME, "Points"), (L.SHAPES_NAME, "Shapes")):
-                layer = self._prompt_layer(name, kind)
-                if layer is not None:
-                    self.viewer.layers.selection.active = layer
-                    return
-
     # ------------------------------------------------------------------ commit / undo / clear
 
     def target_layer(self, image: Any) -> Any:
         """The chosen labels layer, or a new "SEEM labels" layer over ``image``."""
         target = self.target.value
         if target is None or target not in self.viewer.layers:
-            target = self._prompt_layer(TARGET_NAME, "Labels")
+            target = P.find_layer(self.viewer, P.TARGET_NAME, "Labels")
             if target is None:
-                target = L.new_target_labels(self.viewer, image, TARGET_NAME)
+                target = L.new_target_labels(self.viewer, image, P.TARGET_NAME)
             self.target.reset_choices()
             self.target.value = target
         self.finetune.remember(target, image)  # a default training layer over ``image``
@@ -584,7 +541,7 @@ class SeemWidget(Container):
             return []
         text = str(self.text.value).strip() or None
         ids = self._commits.commit(target, self._preview, plane, default_class=text)
-        self._keep_prompt_layer_active(always=True)
+        P.keep_prompt_layer_active(self.viewer, always=True)
         self.clear_prompts()
         self.status.value = f"Committed id(s) {ids} into {target.name!r}. Undo with 'Undo commit'."
         return ids
@@ -597,14 +554,7 @@ class SeemWidget(Container):
 
     def clear_prompts(self, *_: Any) -> None:
         """Remove all points and shapes and the preview; the next object starts afresh."""
-        points = self._prompt_layer(L.POINTS_NAME, "Points")
-        if points is not None and len(points.data):
-            points.selected_data = set()
-            points.data = points.data[:0]
-        shapes = self._prompt_layer(L.SHAPES_NAME, "Shapes")
-        if shapes is not None and len(shapes.data):
-            shapes.selected_data = set(range(len(shapes.data)))
-            shapes.remove_selected()
+        P.clear_prompt_layers(self.viewer)
         self._live_timer.stop()
         self._generation += 1
         self._new_object()
@@ -613,44 +563,7 @@ class SeemWidget(Container):
 
     def find_it_here(self, *_: Any) -> None:
         """Segment, on the chosen image, the object marked on the example image."""
-        image = self.require_image()
-        example = self.example_image.value
-        marks = self.example_prompts.value
-        if image is None:
-            return
-        if example is None or example is image or marks is None:
-            self.notify(
-                "Choose an example image (another image layer) and the points or shapes "
-                "layer that marks the example object on it.",
-                "error",
-            )
-            return
-        example_plane = self._plane(example)
-        kind = type(marks).__name__
-        try:
-            visual = L.prompts_from_layers(
-                example,
-                example_plane,
-                self.viewer.dims.point,
-                points=marks if kind == "Points" else None,
-                shapes=marks if kind == "Shapes" else None,
-            )
-            prompt = ObjectPrompt(tuple(visual))
-        except (PromptError, ValueError) as exc:
-            self.notify(f"Cannot use the example marks: {exc}", "error")
-            return
-        ref, example_ref, plane = self._ref(image), self._ref(example), self._plane(image)
-        self._generation += 1
-
-        def work(backend: Backend) -> list[ObjectMask]:
-            return backend.refer(ref, plane, example_ref, example_plane, prompt)[:1]
-
-        self.run(
-            "Find it here",
-            work,
-            lambda objs: self._show(image, plane, objs),
-            generation=self._generation,
-        )
+        self.example.find_it_here()
 
     # ------------------------------------------------------------------ long runs
 
@@ -684,11 +597,3 @@ class SeemWidget(Container):
     def close_backend(self) -> None:
         """Stop the model process this widget started (napari calls this on close)."""
         self.model_panel.drop()
-
-
-def _polarity_on_press(layer: Any, event: Any) -> None:
-    """Ctrl-click adds a negative point; a plain click follows the ``T`` toggle."""
-    negative = bool(layer.metadata.get("seem_negative", False))
-    if "Control" in getattr(event, "modifiers", ()):
-        negative = not negative
-    L.set_polarity(layer, not negative)
