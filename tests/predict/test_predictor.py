@@ -220,3 +220,29 @@ def test_encode_many_batches_tiles(predictor: SeemPredictor, scene: np.ndarray) 
         )
     with pytest.raises(ValueError, match="one shape"):
         predictor.encode_many([scene[:64, :64], scene[:32, :64]])
+
+
+def test_public_low_level_operations(predictor: SeemPredictor) -> None:
+    """The operations everything-mode and windowed grounding are built on."""
+    enc = predictor.encoded
+    frame = enc.frame
+    assert predictor.frame_for(frame.image_hw) == frame
+    pos = np.zeros((2, *frame.padded_hw), bool)
+    pos[0, 20:23, 30:33] = True
+    pos[1, 60:63, 90:93] = True
+    with predictor.inference():
+        masks, logits, captions = predictor.decode_prompts(
+            enc.features, pos, np.zeros_like(pos), None, predictor.image_memory()
+        )
+    q = predictor.model.decoder.config.queries_per_prompt
+    assert masks.shape == (2 * q, *enc.features.mask_features.shape[-2:])
+    assert logits.shape == (2 * q, 2) and captions.shape[0] == 2 * q
+    spatial = predictor.decode_spatial(pos, np.zeros_like(pos), None)
+    torch.testing.assert_close(spatial[0], masks)
+    full = predictor.logits_to_masks(masks[:2])
+    assert full.shape == (2, *frame.image_hw) and full.dtype == bool
+    names, scores = predictor.name_captions(captions[:2], ["nucleus", "background noise"])
+    assert set(names) <= {"nucleus", "background noise"} and all(0 <= s <= 1 for s in scores)
+    assert predictor.name_captions(captions[:2], None) == ([None, None], [None, None])
+    sentence = predictor.sentence_embedding("nucleus")
+    assert sentence.dtype == torch.float32 and abs(float(sentence.norm()) - 1.0) < 1e-4

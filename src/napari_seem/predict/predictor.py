@@ -428,6 +428,7 @@ class SeemPredictor:
         :func:`napari_seem.predict.spatial.choose_candidates`)."""
         return choose_candidates(self, objects, spatial_logits, captions)
 
+    @torch.no_grad()
     def name_captions(
         self, captions: torch.Tensor, vocabulary: Sequence[str] | None
     ) -> tuple[list[str | None], list[float | None]]:
