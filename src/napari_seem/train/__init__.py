@@ -6,7 +6,10 @@
 
 Submodules: :mod:`~napari_seem.train.data` (inputs), :mod:`~napari_seem.train.prompts_sim`
 (simulated prompts and the click protocol), :mod:`~napari_seem.train.matching`,
-:mod:`~napari_seem.train.losses`, :mod:`~napari_seem.train.loop` (the trainer),
+:mod:`~napari_seem.train.losses`, :mod:`~napari_seem.train.config` (``TrainConfig``, trainable
+parts), :mod:`~napari_seem.train.text_cache`, :mod:`~napari_seem.train.criterion`,
+:mod:`~napari_seem.train.rounds` (a crop's prompts and earlier rounds),
+:mod:`~napari_seem.train.console`, :mod:`~napari_seem.train.loop` (the trainer),
 :mod:`~napari_seem.evaluation.heldout`, :mod:`~napari_seem.train.recipe` (the shipped model) and
 :mod:`~napari_seem.cli.train`. Names are imported lazily so that the command line can build
 its parser without importing torch.
