@@ -7,12 +7,15 @@ and message), so every message is written for the person who sent the request.
 from __future__ import annotations
 
 __all__ = [
+    "CapacityError",
     "EngineError",
     "ImageTooLargeError",
     "InvalidRequestError",
     "JobResultUnavailableError",
     "PromptOutsideImageError",
     "StaleCacheRefusedError",
+    "TooManyJobsError",
+    "TooManySessionsError",
     "UnknownImageError",
     "UnknownJobError",
     "UnknownSessionError",
@@ -63,3 +66,16 @@ class StaleCacheRefusedError(EngineError, RuntimeError):
 class JobResultUnavailableError(EngineError, RuntimeError):
     """A job that has no result (yet): still running, failed, cancelled, or a kind that
     stores none."""
+
+
+class CapacityError(EngineError, RuntimeError):
+    """The engine holds as much of something as its limits allow (HTTP 429): free some
+    (close a session, wait for a job) and try again."""
+
+
+class TooManySessionsError(CapacityError):
+    """``max_sessions`` sessions are open already."""
+
+
+class TooManyJobsError(CapacityError):
+    """``max_jobs_kept`` jobs are queued or running already."""

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import tempfile
 import threading
+import warnings
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,8 @@ from napari_seem.core.prompts import ObjectPrompt
 from napari_seem.core.results import ObjectMask
 from napari_seem.core.tiling import Tile
 from napari_seem.engine import interactive, sessions
-from napari_seem.engine.errors import InvalidRequestError
+from napari_seem.engine.errors import InvalidRequestError, UnknownImageError
+from napari_seem.engine.interactive import Prediction
 from napari_seem.engine.jobs import (
     JobCheck,
     JobEvent,
@@ -47,15 +50,15 @@ from napari_seem.engine.jobs import (
     JobTable,
 )
 from napari_seem.engine.kinds import STANDARD_KINDS
-from napari_seem.engine.kinds.segment import DEFAULT_MAX_RESULT_PIXELS
+from napari_seem.engine.limits import ServerLimits
 from napari_seem.engine.sessions import (
-    DEFAULT_MAX_UPLOAD_BYTES,
     ImageInfo,
     Session,
     SessionInfo,
     SessionTable,
     Weights,
 )
+from napari_seem.engine.uploads import UploadReservation
 from napari_seem.engine.weights import (
     WeightsInfo,
     apply_weights,
@@ -79,22 +82,29 @@ class Engine:
         tile: outer size of an interior tile in pixels (the model input); an image no
             larger than ``tile`` is one tile.
         halo: context pixels on each side of a tile's core (``tile - 2 * halo`` is the core).
-        cache_bytes: memory budget of each session's feature cache.
+        cache_bytes: memory budget of each session's feature cache (default
+            ``limits.cache_bytes_per_session``).
         checkpoint_id: what identifies the weights in cache signatures; default
             ``"random"`` for random weights, else the checkpoint's source path.
         max_tiles: most tiles one ``predict`` decodes (a larger object is cut, with a
-            ``RuntimeWarning``) and most tiles one ``ground`` / ``refer`` covers (a larger
-            region is refused: run a batch job).
+            ``RuntimeWarning``; :meth:`predict_answer` says ``truncated``) and most tiles
+            one ``ground`` / ``refer`` covers (a larger region is refused: run a batch
+            job). Default ``limits.max_tiles``.
         cache_dir: folder for disk feature caches (one zarr store per image, level, plane
             and bands, stamped with a signature; a store made for another model, tiling or
             image is refused with :class:`StaleCacheRefusedError`). None: memory only.
-        max_upload_bytes: most bytes of uploaded in-memory images held at once.
+        max_upload_bytes: most bytes of uploaded in-memory images held at once (default
+            ``limits.max_upload_bytes``).
         max_result_pixels: largest level-0 box a ``"segment"`` job answers as a labels
-            crop (a larger one needs the job's ``out=`` zarr path).
+            crop (a larger one needs the job's ``out=`` zarr path; default
+            ``limits.max_result_pixels``).
         work_dir: where ``"fine_tune"`` jobs write weight files (default: ``weights/``
             under ``cache_dir``, else a new temporary folder, made on first use and kept).
         kinds: the job kinds by name (None: :data:`napari_seem.engine.kinds.STANDARD_KINDS`);
             the engine keeps its own copy.
+        limits: every bound on what requests may make the engine hold or run
+            (:class:`~napari_seem.engine.limits.ServerLimits`; default its defaults). The
+            four keyword arguments above, when given, replace their fields.
     """
 
     def __init__(
@@ -103,14 +113,15 @@ class Engine:
         *,
         tile: int = 512,
         halo: int = 64,
-        cache_bytes: int = 2 * 1024**3,
+        cache_bytes: int | None = None,
         checkpoint_id: str | None = None,
-        max_tiles: int = 64,
+        max_tiles: int | None = None,
         cache_dir: str | Path | None = None,
-        max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
-        max_result_pixels: int = DEFAULT_MAX_RESULT_PIXELS,
+        max_upload_bytes: int | None = None,
+        max_result_pixels: int | None = None,
         work_dir: str | Path | None = None,
         kinds: Mapping[str, JobKind] | None = None,
+        limits: ServerLimits | None = None,
     ) -> None:
         if isinstance(model, SeemPredictor):
             predictor = model
@@ -123,14 +134,23 @@ class Engine:
                 f"tile ({tile}) must exceed 2 * halo ({2 * halo}) and halo must be >= 0: "
                 "choose e.g. tile=512, halo=64"
             )
+        given = {
+            "cache_bytes_per_session": cache_bytes,
+            "max_tiles": max_tiles,
+            "max_upload_bytes": max_upload_bytes,
+            "max_result_pixels": max_result_pixels,
+        }
+        self.limits = replace(
+            limits or ServerLimits(), **{k: int(v) for k, v in given.items() if v is not None}
+        )
         self.predictor = predictor
         self.tile = int(tile)
         self.halo = int(halo)
-        self.cache_bytes = int(cache_bytes)
-        self.max_tiles = int(max_tiles)
+        self.cache_bytes = self.limits.cache_bytes_per_session
+        self.max_tiles = self.limits.max_tiles
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
-        self.max_upload_bytes = int(max_upload_bytes)
-        self.max_result_pixels = int(max_result_pixels)
+        self.max_upload_bytes = self.limits.max_upload_bytes
+        self.max_result_pixels = self.limits.max_result_pixels
         report = getattr(predictor.model, "load_report", None)
         self.checkpoint_id = checkpoint_id or (
             "random" if report is None else str(getattr(report, "source", "checkpoint"))
@@ -147,8 +167,14 @@ class Engine:
             cache_bytes=self.cache_bytes,
             cache_dir=self.cache_dir,
             max_upload_bytes=self.max_upload_bytes,
+            max_sessions=self.limits.max_sessions,
+            cache_bytes_total=self.limits.cache_bytes_total,
         )
-        self._jobs = JobTable(STANDARD_KINDS if kinds is None else kinds)
+        self._jobs = JobTable(
+            STANDARD_KINDS if kinds is None else kinds,
+            max_jobs_kept=self.limits.max_jobs_kept,
+            finished_ttl_s=self.limits.finished_job_ttl_s,
+        )
 
     @property
     def model_lock(self) -> threading.Lock:
@@ -172,7 +198,25 @@ class Engine:
 
     # ------------------------------------------------------------------ uploaded images
 
-    def add_image(self, array: npt.ArrayLike, *, axes: str | None = None) -> str:
+    def reserve_upload(self, nbytes: int) -> UploadReservation:
+        """Set ``nbytes`` (an upload's declared size) aside before its payload is decoded.
+
+        Use the answer as a context manager around decoding and :meth:`add_image` (pass
+        it as ``reservation=``): concurrent uploads are refused by their declared sizes
+        before any of them allocates.
+
+        Raises:
+            ImageTooLargeError: the declared size does not fit next to what is held.
+        """
+        return self._sessions.uploads.reserve(nbytes)
+
+    def add_image(
+        self,
+        array: npt.ArrayLike,
+        *,
+        axes: str | None = None,
+        reservation: UploadReservation | None = None,
+    ) -> str:
         """Keep a small in-memory image (e.g. a napari layer) and return its id.
 
         Args:
@@ -181,20 +225,33 @@ class Engine:
                 ``open_session(image_id=..., plane=(z,))``.
             axes: axis letters as :func:`napari_seem.core.io.open_image` takes them (default:
                 inferred from the shape).
+            reservation: what :meth:`reserve_upload` set aside for it (its bytes become
+                the upload's).
 
         Raises:
-            ImageTooLargeError: the uploads held would exceed ``max_upload_bytes``.
+            ImageTooLargeError: the uploads held would exceed ``max_upload_bytes``
+                (deleted uploads count while a session opened on them is open).
             InvalidRequestError: not a numeric 2-D..5-D array, or ``axes`` does not fit.
         """
-        return self._sessions.add_image(array, axes=axes)
+        return self._sessions.add_image(array, axes=axes, reservation=reservation)
+
+    def images(self) -> list[ImageInfo]:
+        """Every uploaded image a client can still use, oldest first."""
+        found = []
+        for image_id in self._sessions.image_ids():
+            try:
+                found.append(self.image_info(image_id))
+            except UnknownImageError:  # deleted meanwhile
+                continue
+        return found
 
     def image_info(self, image_id: str) -> ImageInfo:
         """Shape, dtype and axes of an uploaded image."""
         return self._sessions.image_info(image_id)
 
     def delete_image(self, image_id: str) -> None:
-        """Forget an uploaded image (sessions already open on it keep their own reference
-        until they are closed)."""
+        """Forget an uploaded image (sessions already open on it keep using it, and its
+        memory counts against ``max_upload_bytes`` until the last of them closes)."""
         self._sessions.delete_image(image_id)
 
     def uploaded(self, image_id: str) -> tuple[np.ndarray, str]:
@@ -359,13 +416,40 @@ class Engine:
         Args:
             prompt: the object's visual prompts (and optional text) in level-0 ``(row, col)``.
             object_id: names the object across rounds: the mask returned last time for this
-                id is passed to the model as memory, and this answer replaces it.
+                id is passed to the model as memory, and this answer replaces it (at most
+                ``limits.max_object_id_chars`` characters).
+
+        An object reaching beyond ``max_tiles`` tiles is cut there, with a
+        ``RuntimeWarning`` (:meth:`predict_answer` says so in its answer instead).
 
         Raises:
             UnknownSessionError: ``session_id`` is not open.
             PromptOutsideImageError: a visual prompt lies outside the image.
-            InvalidRequestError: the prompt has no visual prompt (text alone).
+            InvalidRequestError: the prompt has no visual prompt (text alone), or the
+                ``object_id`` is too long.
         """
+        answer = self.predict_answer(session_id, prompt, object_id=object_id)
+        if answer.truncated:
+            warnings.warn(
+                f"the object reaches beyond {answer.max_tiles} tiles and was cut; raise "
+                "max_tiles or prompt a smaller object",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return answer.mask
+
+    def predict_answer(
+        self, session_id: str, prompt: ObjectPrompt, *, object_id: str | None = None
+    ) -> Prediction:
+        """:meth:`predict`, answered as a :class:`~napari_seem.engine.interactive.Prediction`:
+        the mask and whether it was cut at the ``max_tiles`` limit (``truncated``)."""
+        limit = self.limits.max_object_id_chars
+        if object_id is not None and (not isinstance(object_id, str) or len(object_id) > limit):
+            raise InvalidRequestError(
+                f"object_id must be a string of at most {limit} characters (it names an "
+                f"object across rounds); got {type(object_id).__name__} of "
+                f"{len(object_id) if isinstance(object_id, str) else '?'} characters"
+            )
         session = self.session(session_id)
         return interactive.predict_object(
             self.predictor,

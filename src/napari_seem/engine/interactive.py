@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 import threading
-import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -61,9 +61,27 @@ from napari_seem.engine.instances import TilePiece, merge_pieces
 from napari_seem.engine.sessions import Session, encoded, region_tiles
 from napari_seem.predict.predictor import SeemPredictor
 
-__all__ = ["ground_phrase", "predict_object", "refer_example"]
+__all__ = ["Prediction", "ground_phrase", "predict_object", "refer_example"]
 
 Window = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The engine's whole answer to one ``predict``.
+
+    Attributes:
+        mask: the object as a level-0 crop with its offset.
+        truncated: the object reached beyond ``max_tiles`` decoded tiles and was cut
+            there (prompt a smaller object, or raise the server's ``max_tiles``).
+        max_tiles: the tile limit the answer was decoded under.
+        tiles: tiles decoded for it (tiles of the session's working level).
+    """
+
+    mask: ObjectMask
+    truncated: bool
+    max_tiles: int
+    tiles: int
 
 
 def predict_object(
@@ -74,10 +92,10 @@ def predict_object(
     *,
     object_id: str | None,
     max_tiles: int,
-) -> ObjectMask:
+) -> Prediction:
     """One object's mask as a level-0 crop (see :meth:`napari_seem.engine.Engine.predict`).
 
-    Decodes at most ``max_tiles`` tiles: a larger object is cut, with a ``RuntimeWarning``.
+    Decodes at most ``max_tiles`` tiles: a larger object is cut (``truncated``).
     """
     if not isinstance(prompt, ObjectPrompt):
         raise InvalidRequestError(f"predict takes one ObjectPrompt; got {type(prompt).__name__}")
@@ -94,13 +112,6 @@ def predict_object(
     decoder = _TileDecoder(predictor, session, local, previous)
     with lock:
         grown = grow_until_closed(grid, start, decoder, max_tiles=max_tiles)
-    if grown.truncated:
-        warnings.warn(
-            f"the object reaches beyond {max_tiles} tiles and was cut; raise "
-            "max_tiles or prompt a smaller object",
-            RuntimeWarning,
-            stacklevel=3,  # the caller of Engine.predict
-        )
     first = decoder.first
     on_level = ObjectMask(
         grown.mask,
@@ -112,7 +123,12 @@ def predict_object(
     )
     if object_id is not None:
         session.history[object_id] = on_level
-    return session.frame.object_to_level0(on_level, prompt)
+    return Prediction(
+        session.frame.object_to_level0(on_level, prompt),
+        bool(grown.truncated),
+        int(max_tiles),
+        len(grown.tiles),
+    )
 
 
 def ground_phrase(

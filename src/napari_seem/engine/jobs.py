@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,7 @@ from napari_seem.core.progress import FINISHED_STATES, Cancelled, check_cancelle
 from napari_seem.engine.errors import (
     InvalidRequestError,
     JobResultUnavailableError,
+    TooManyJobsError,
     UnknownJobError,
 )
 
@@ -100,6 +102,7 @@ class JobRecord:
     lock: threading.Lock = field(default_factory=threading.Lock)
     finished: threading.Event = field(default_factory=threading.Event)
     result: Any = None
+    finished_at: float | None = None  # time.monotonic() when it finished
 
     def raise_if_cancelled(self) -> None:
         """Raise :class:`~napari_seem.core.progress.Cancelled` when someone asked the job
@@ -125,6 +128,7 @@ class JobRecord:
             self.events.append(event)
             callbacks = list(self.subscribers)
             if self.state in FINISHED:
+                self.finished_at = time.monotonic()
                 self.finished.set()
         for callback in callbacks:
             _call(callback, event)
@@ -205,9 +209,20 @@ class JobTable:
 
     Args:
         kinds: the kinds it runs at first, by name (more with :meth:`register`).
+        max_jobs_kept: most jobs remembered; beyond it the oldest finished ones are
+            forgotten, and a new job is refused while that many are queued or running.
+        finished_ttl_s: seconds a finished job is remembered.
     """
 
-    def __init__(self, kinds: Mapping[str, JobKind]) -> None:
+    def __init__(
+        self,
+        kinds: Mapping[str, JobKind],
+        *,
+        max_jobs_kept: int = 256,
+        finished_ttl_s: float = 3600.0,
+    ) -> None:
+        self.max_jobs_kept = int(max_jobs_kept)
+        self.finished_ttl_s = float(finished_ttl_s)
         self._lock = threading.Lock()  # the jobs and kinds tables
         self._jobs: dict[str, JobRecord] = {}
         self._kinds: dict[str, JobKind] = {}
@@ -252,6 +267,13 @@ class JobTable:
             ) from None
         job = JobRecord(uuid.uuid4().hex, kind, session.session_id, total=int(plan.total))
         with self._lock:
+            self._evict(room=1)
+            if len(self._jobs) >= self.max_jobs_kept:
+                raise TooManyJobsError(
+                    f"{len(self._jobs)} jobs are queued or running, the most this server keeps "
+                    f"(max_jobs_kept={self.max_jobs_kept}): wait for some to finish or cancel "
+                    "them, then start this one again"
+                )
             self._jobs[job.job_id] = job
         job.emit()  # the "queued" event
         self._executor.submit(_run, spec, engine, job, session, dict(plan.params))
@@ -264,12 +286,39 @@ class JobTable:
             UnknownJobError: the engine never issued ``job_id``.
         """
         with self._lock:
+            self._evict()
             job = self._jobs.get(job_id)
         if job is None:
             raise UnknownJobError(
-                f"no job {job_id!r}: use the id start_job returned (jobs are per engine)"
+                f"no job {job_id!r}: use the id start_job returned (jobs are per engine; "
+                f"a finished job is forgotten after {self.finished_ttl_s:g} s or when "
+                f"{self.max_jobs_kept} newer ones are kept)"
             )
         return job
+
+    def _evict(self, room: int = 0) -> None:
+        """Forget finished jobs older than the time to live, then the oldest finished ones
+        until ``room`` more fit under ``max_jobs_kept``. Caller holds the lock."""
+        now = time.monotonic()
+        finished = [j for j in self._jobs.values() if j.finished_at is not None]
+        for job in finished:
+            assert job.finished_at is not None
+            if now - job.finished_at > self.finished_ttl_s:
+                del self._jobs[job.job_id]
+        finished = sorted(
+            (j for j in self._jobs.values() if j.finished_at is not None),
+            key=lambda j: j.finished_at or 0.0,
+        )
+        excess = len(self._jobs) + room - self.max_jobs_kept
+        for job in finished[: max(excess, 0)]:
+            del self._jobs[job.job_id]
+
+    @property
+    def job_ids(self) -> list[str]:
+        """The ids of the jobs remembered, oldest first."""
+        with self._lock:
+            self._evict()
+            return list(self._jobs)
 
     def status(self, job_id: str) -> JobStatus:
         """The job's current state and progress."""

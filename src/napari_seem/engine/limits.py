@@ -26,6 +26,7 @@ class ServerLimits:
         header_timeout_s: seconds a client may take to send its request headers.
         body_timeout_s: seconds a client may take to send a whole declared body.
         keep_alive_timeout_s: seconds an idle keep-alive connection stays open.
+        max_header_bytes: largest request line + headers buffered (bigger: 400).
 
     Prompts:
         max_visual_prompts: most visual prompts in one object prompt.
@@ -57,6 +58,7 @@ class ServerLimits:
     header_timeout_s: float = 10.0
     body_timeout_s: float = 60.0
     keep_alive_timeout_s: float = 5.0
+    max_header_bytes: int = 16 * 1024
 
     max_visual_prompts: int = 64
     max_points: int = 10_000

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,14 +27,15 @@ import numpy.typing as npt
 from napari_seem.core.io import ImageSource, ImageSourceError, open_image
 from napari_seem.core.results import ObjectMask
 from napari_seem.core.tiling import Tile, TileGrid
+from napari_seem.engine.cache_budget import CacheBudget
 from napari_seem.engine.errors import (
-    ImageTooLargeError,
     InvalidRequestError,
     StaleCacheRefusedError,
-    UnknownImageError,
+    TooManySessionsError,
     UnknownSessionError,
 )
 from napari_seem.engine.levels import LevelFrame
+from napari_seem.engine.uploads import UploadReservation, UploadStore
 from napari_seem.predict.feature_cache import CacheSignature, FeatureCache, StaleCacheError
 
 if TYPE_CHECKING:
@@ -108,6 +110,7 @@ class Session:
         history: the last answer per ``object_id``, on the working level's grid.
         image_id: the uploaded image it was opened on, if any.
         cache_path: the disk cache folder given to ``open_session`` (None: the default).
+        budget: the engine's bound over all sessions' feature caches (None: none).
     """
 
     session_id: str
@@ -119,12 +122,7 @@ class Session:
     history: dict[str, ObjectMask] = field(default_factory=dict)
     image_id: str | None = None
     cache_path: Path | None = None
-
-
-@dataclass(frozen=True)
-class _Upload:
-    array: np.ndarray
-    axes: str
+    budget: CacheBudget | None = None
 
 
 @dataclass(frozen=True)
@@ -146,7 +144,10 @@ class SessionTable:
         halo: context pixels on each side of a tile's core.
         cache_bytes: memory budget of each session's feature cache.
         cache_dir: folder of the default disk feature caches (None: memory only).
-        max_upload_bytes: most bytes of uploaded images held at once.
+        max_upload_bytes: most bytes of uploaded images held (or reserved) at once,
+            counted while any session holds the array.
+        max_sessions: most sessions open at once.
+        cache_bytes_total: memory budget of all sessions' feature caches together.
     """
 
     def __init__(
@@ -157,16 +158,32 @@ class SessionTable:
         cache_bytes: int,
         cache_dir: Path | None,
         max_upload_bytes: int,
+        max_sessions: int = 64,
+        cache_bytes_total: int = 4 * 1024**3,
     ) -> None:
-        self.tile, self.halo, self.cache_bytes = tile, halo, cache_bytes
+        self.tile, self.halo = tile, halo
+        self.cache_bytes = min(int(cache_bytes), int(cache_bytes_total))
         self.cache_dir, self.max_upload_bytes = cache_dir, max_upload_bytes
+        self.max_sessions = int(max_sessions)
         self._lock = threading.Lock()
         self._sessions: dict[str, Session] = {}
-        self._images: dict[str, _Upload] = {}
+        self.uploads = UploadStore(max_upload_bytes)
+        self.budget = CacheBudget(cache_bytes_total, self._caches)
+
+    def _caches(self) -> Iterator[tuple[str, FeatureCache]]:
+        with self._lock:
+            sessions = list(self._sessions.values())
+        return ((s.session_id, s.cache) for s in sessions)
 
     # ------------------------------------------------------------------ uploads
 
-    def add_image(self, array: npt.ArrayLike, *, axes: str | None = None) -> str:
+    def add_image(
+        self,
+        array: npt.ArrayLike,
+        *,
+        axes: str | None = None,
+        reservation: UploadReservation | None = None,
+    ) -> str:
         """Keep an in-memory image; see :meth:`napari_seem.engine.Engine.add_image`."""
         data = np.asarray(array)
         if data.dtype.kind not in _UPLOAD_KINDS or not 2 <= data.ndim <= 5:
@@ -178,18 +195,7 @@ class SessionTable:
             source = open_image(data, axes=axes)
         except ImageSourceError as exc:
             raise InvalidRequestError(f"cannot use the uploaded image: {exc}") from exc
-        with self._lock:
-            held = sum(u.array.nbytes for u in self._images.values())
-            if held + data.nbytes > self.max_upload_bytes:
-                raise ImageTooLargeError(
-                    f"the image has {data.nbytes} bytes and {held} are held by earlier "
-                    f"uploads; the engine keeps at most {self.max_upload_bytes} bytes of "
-                    "in-memory images: save the image as zarr inside a folder the server may "
-                    "read (an allowed root) and open it by path, or delete unused uploads"
-                )
-            image_id = uuid.uuid4().hex
-            self._images[image_id] = _Upload(data, source.axes)
-        return image_id
+        return self.uploads.add(data, source.axes, reservation)
 
     def image_info(self, image_id: str) -> ImageInfo:
         """Shape, dtype and axes of an uploaded image."""
@@ -197,19 +203,18 @@ class SessionTable:
         return ImageInfo(image_id, tuple(data.shape), data.dtype.name, axes, data.nbytes)
 
     def delete_image(self, image_id: str) -> None:
-        """Forget an uploaded image (open sessions keep their own reference)."""
-        with self._lock:
-            upload = self._images.pop(image_id, None)
-        if upload is None:
-            raise UnknownImageError(_unknown_image(image_id))
+        """Forget an uploaded image (its memory stays counted until the sessions opened
+        on it are closed)."""
+        self.uploads.delete(image_id)
 
     def uploaded(self, image_id: str) -> tuple[np.ndarray, str]:
         """The array of an uploaded image and its axis letters (read only)."""
-        with self._lock:
-            upload = self._images.get(image_id)
-        if upload is None:
-            raise UnknownImageError(_unknown_image(image_id))
+        upload = self.uploads.get(image_id)
         return upload.array, upload.axes
+
+    def image_ids(self) -> list[str]:
+        """The uploads a client can still use, oldest first."""
+        return self.uploads.ids()
 
     # ------------------------------------------------------------------ sessions
 
@@ -229,6 +234,7 @@ class SessionTable:
             raise InvalidRequestError(
                 "open_session takes exactly one of an image (source / path) and image_id"
             )
+        self._check_room()
         axes = None
         if image_id is not None:
             source, axes = self.uploaded(image_id)
@@ -266,11 +272,43 @@ class SessionTable:
             image.close()
             raise InvalidRequestError(f"cannot use the feature cache: {exc}") from None
         session_id = uuid.uuid4().hex
-        with self._lock:
-            self._sessions[session_id] = Session(
-                session_id, image, plane, frame, grid, cache, image_id=image_id, cache_path=explicit
-            )
+        session = Session(
+            session_id,
+            image,
+            plane,
+            frame,
+            grid,
+            cache,
+            image_id=image_id,
+            cache_path=explicit,
+            budget=self.budget,
+        )
+        try:
+            if image_id is not None:
+                self.uploads.hold(image_id, session_id)
+            with self._lock:
+                self._check_room(locked=True)
+                self._sessions[session_id] = session
+        except Exception:
+            if image_id is not None:
+                self.uploads.let_go(image_id, session_id)
+            image.close()
+            raise
+        self.budget.touch(session_id)
         return session_id
+
+    def _check_room(self, *, locked: bool = False) -> None:
+        """Refuse a new session when ``max_sessions`` are open."""
+        count = len(self._sessions)
+        if not locked:
+            with self._lock:
+                count = len(self._sessions)
+        if count >= self.max_sessions:
+            raise TooManySessionsError(
+                f"{count} sessions are open, the most this server keeps "
+                f"(max_sessions={self.max_sessions}): close sessions you no longer use "
+                "(close_session / DELETE /sessions/{id}) and try again"
+            )
 
     def get(self, session_id: str) -> Session:
         """The open session.
@@ -307,11 +345,14 @@ class SessionTable:
             raise UnknownSessionError(_unknown_session(session_id))
         return session
 
-    @staticmethod
-    def close(session: Session) -> None:
-        """Drop the session's features from memory and close its image."""
+    def close(self, session: Session) -> None:
+        """Drop the session's features from memory, close its image and let go of its
+        upload (a deleted upload no session holds is freed)."""
         session.cache.clear_memory()
         session.source.close()
+        self.budget.forget(session.session_id)
+        if session.image_id is not None:
+            self.uploads.let_go(session.image_id, session.session_id)
 
     @property
     def session_ids(self) -> list[str]:
@@ -321,8 +362,7 @@ class SessionTable:
 
     def clear_images(self) -> None:
         """Forget every upload."""
-        with self._lock:
-            self._images.clear()
+        self.uploads.clear()
 
     # ------------------------------------------------------------------ feature caches
 
@@ -398,12 +438,19 @@ def encoded(predictor: SeemPredictor, session: Session, tile: Tile) -> EncodedIm
 
     The caller holds the engine's model lock.
     """
+    budget = session.budget
+    if budget is not None:
+        budget.touch(session.session_id)
     found = session.cache.get(tile.index)
     if found is not None:
+        if budget is not None:  # a disk hit is promoted into memory
+            budget.trim(keep=session.session_id)
         return found
     rgb = session.source.read_level_rgb(*tile.outer, level=session.frame.level, plane=session.plane)
     features = predictor.encode_many([rgb])[0]
     session.cache.put(tile.index, features)
+    if budget is not None:
+        budget.trim(keep=session.session_id)
     return features
 
 
@@ -441,11 +488,4 @@ def _unknown_session(session_id: str) -> str:
     return (
         f"no open session {session_id!r}: open the image with open_session(...) and use the "
         "id it returns (closed sessions are gone)"
-    )
-
-
-def _unknown_image(image_id: str) -> str:
-    return (
-        f"no uploaded image {image_id!r}: upload it with add_image / POST /images and use "
-        "the id it returns (deleted images are gone)"
     )
