@@ -11,14 +11,19 @@ from typing import Any
 import uvicorn
 
 from napari_seem.core.progress import FINISHED_STATES, Cancelled, JobFailed, follow_job
+from napari_seem.engine.limits import ServerLimits
 from napari_seem.remote.server import bind_socket
+from napari_seem.remote.serving import uvicorn_config
 
 
 @contextmanager
-def served(app: Any, *, start_timeout: float = 30.0) -> Iterator[str]:
-    """Serve ``app`` on a free loopback port; yields its base URL, stops it on exit."""
+def served(
+    app: Any, *, start_timeout: float = 30.0, limits: ServerLimits | None = None
+) -> Iterator[str]:
+    """Serve ``app`` on a free loopback port as ``napari-seem serve`` does (its uvicorn
+    settings for ``limits``); yields its base URL, stops it on exit."""
     sock = bind_socket("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    server = uvicorn.Server(uvicorn_config(app, limits))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:

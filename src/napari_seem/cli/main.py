@@ -142,6 +142,33 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _engine_limit_kwargs(engine_cls: type, limits: object) -> dict[str, object]:
+    """The ``Engine`` arguments that carry ``limits``: ``limits=`` itself where the engine
+    takes it, else the single limits it has arguments for."""
+    import inspect
+
+    accepted = inspect.signature(engine_cls).parameters
+    if "limits" in accepted:
+        return {"limits": limits}
+    single = {
+        "cache_bytes": "cache_bytes_per_session",
+        "max_tiles": "max_tiles",
+        "max_upload_bytes": "max_upload_bytes",
+        "max_result_pixels": "max_result_pixels",
+    }
+    return {arg: getattr(limits, name) for arg, name in single.items() if arg in accepted}
+
+
+def _write_token_file(path: str, token: str) -> None:
+    """Write ``token`` to ``path``, readable by its owner only."""
+    import os
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(token + "\n")
+    os.chmod(path, 0o600)
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     import logging
     import os
@@ -151,10 +178,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from napari_seem.engine import Engine, InvalidRequestError
-    from napari_seem.engine.sessions import DEFAULT_MAX_UPLOAD_BYTES
     from napari_seem.model.build import build_seem
     from napari_seem.model.checkpoint import CheckpointError
+    from napari_seem.remote.limit_flags import limits_from_args
     from napari_seem.remote.server import bind_socket, check_bind_host, create_app
+    from napari_seem.remote.serving import uvicorn_config
 
     given = args.token or os.environ.get("NAPARI_SEEM_TOKEN") or None
     try:  # before loading the model: a refused host fails fast
@@ -162,9 +190,17 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     token = given or secrets.token_urlsafe(24)
-    roots = [r if "://" in r else str(Path(r).expanduser().resolve()) for r in args.allow_root] or [
-        str(Path.cwd())
-    ]
+    urls = [r for r in args.allow_root if "://" in r]
+    if urls:
+        raise CliError(
+            f"--allow-root takes local directories; URLs are not supported ({', '.join(urls)}): "
+            "mount the bucket (e.g. s3fs, rclone mount) and allow the mounted directory"
+        )
+    roots = [str(Path(r).expanduser().resolve()) for r in args.allow_root] or [str(Path.cwd())]
+    try:
+        limits = limits_from_args(args)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
     if args.checkpoint is None:
         print(RANDOM_WEIGHTS_NOTE.format(variant=args.variant), file=sys.stderr)
     try:
@@ -174,26 +210,30 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             tile=args.tile,
             halo=args.halo,
             cache_dir=args.cache_dir,
-            max_upload_bytes=args.max_upload_bytes or DEFAULT_MAX_UPLOAD_BYTES,
             work_dir=args.weights_dir,
+            **_engine_limit_kwargs(Engine, limits),  # type: ignore[arg-type]
         )
     except (CheckpointError, InvalidRequestError, ValueError) as exc:
         raise CliError(str(exc)) from exc
-    app = create_app(engine, token=token, allowed_roots=roots)
+    app = create_app(engine, token=token, allowed_roots=roots, limits=limits)
     try:
         sock = bind_socket(args.host, args.port)
     except OSError as exc:
         engine.close()
         raise CliError(f"cannot listen on {args.host}:{args.port}: {exc}") from exc
+    if args.token_file:
+        _write_token_file(args.token_file, token)
     port = sock.getsockname()[1]
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"allowed roots: {', '.join(roots)}", file=sys.stderr, flush=True)
     # One line a parent process parses (SeemClient.spawn_local): keep its format stable.
-    print(f"napari-seem serve: listening on http://{host}:{port} token={token}", flush=True)
+    # The token is shown only when it was generated here (nobody else knows it then) and
+    # no --token-file receives it; a given token is never echoed.
+    shown = f" token={token}" if given is None and not args.token_file else ""
+    print(f"napari-seem serve: listening on http://{host}:{port}{shown}", flush=True)
     logging.basicConfig(level=logging.WARNING)
-    config = uvicorn.Config(app, log_level=args.log_level, access_log=False)
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        uvicorn.Server(uvicorn_config(app, limits, log_level=args.log_level)).run(sockets=[sock])
     finally:
         sock.close()
         engine.close()
@@ -232,7 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="run the model as an HTTP server (napari / Jupyter connect to it)",
         description="Serve the engine over HTTP. Prints 'napari-seem serve: listening on "
-        "http://HOST:PORT token=TOKEN' once the model is loaded.",
+        "http://HOST:PORT' once the model is loaded, followed by ' token=TOKEN' when the "
+        "token was generated (not given, no --token-file). Clients send 'Authorization: "
+        "Bearer TOKEN' (the scheme in any case: 'bearer' works too).",
     )
     serve.add_argument(
         "--host",
@@ -250,7 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--token",
         default=None,
-        help="bearer token clients must send (default: $NAPARI_SEEM_TOKEN, else generated)",
+        help="bearer token clients must send (default: $NAPARI_SEEM_TOKEN, else generated "
+        "and printed once); a given token is never printed",
     )
     serve.add_argument("--variant", default=DEFAULT_VARIANT, help="model variant")
     serve.add_argument("--checkpoint", default=None, help="weights file (.pt/.safetensors)")
@@ -259,8 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="DIR",
-        help="directory (or URL prefix) whose images clients may open; repeatable "
-        "(default: the current directory)",
+        help="local directory whose images clients may open (and where jobs may write); "
+        "repeatable (default: the current directory). URLs are not supported: mount a "
+        "bucket and allow the mount",
     )
     serve.add_argument("--tile", type=int, default=512, help="model tile size (default 512)")
     serve.add_argument("--halo", type=int, default=64, help="tile context pixels (default 64)")
@@ -280,15 +324,15 @@ def build_parser() -> argparse.ArgumentParser:
         "in it); default: weights/ under --cache-dir, else a new temporary folder",
     )
     serve.add_argument(
-        "--max-upload-bytes",
-        type=_positive_int,
+        "--token-file",
         default=None,
-        metavar="N",
-        help="most bytes of uploaded in-memory images the server holds at once (default "
-        "512 MiB); one upload request stays limited to 16 MiB compressed, so open large "
-        "images by path",
+        metavar="PATH",
+        help="write the token to PATH (mode 0600) instead of printing a generated one",
     )
     serve.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
+    from napari_seem.remote.limit_flags import add_limit_flags
+
+    add_limit_flags(serve)
     serve.set_defaults(func=_cmd_serve)
 
     from napari_seem.cli.segment import add_parser as add_segment_parser

@@ -273,14 +273,33 @@ class SeemClient:
     def predict(
         self, session_id: str, prompt: ObjectPrompt, *, object_id: str | None = None
     ) -> Future[ObjectMask]:
-        """One object's mask (a level-0 crop with its offset), like :meth:`Engine.predict`."""
-        body = PredictRequest(prompt=prompt.to_dict(), object_id=object_id)
+        """One object's mask (a level-0 crop with its offset), like :meth:`Engine.predict`.
+
+        An object cut at the server's ``max_tiles`` limit warns (``RuntimeWarning``), as
+        in process; :meth:`predict_reply` gives the reply with its ``truncated`` flag.
+        """
 
         def call() -> ObjectMask:
-            reply = self._transport.call("POST", f"/sessions/{session_id}/predict", body)
-            return object_mask_from_reply(ObjectMaskReply.model_validate(reply))
+            reply = self.predict_reply(session_id, prompt, object_id=object_id).result()
+            if reply.truncated:
+                warnings.warn(
+                    f"the object reaches beyond {reply.max_tiles} tiles and was cut; prompt "
+                    "a smaller object or start the server with a larger max_tiles",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            return object_mask_from_reply(reply)
 
         return self._submit(call)
+
+    def predict_reply(
+        self, session_id: str, prompt: ObjectPrompt, *, object_id: str | None = None
+    ) -> Future[PredictReply]:
+        """The server's whole predict reply: the mask payload and ``truncated`` (the object
+        was cut at ``max_tiles`` tiles); :func:`~napari_seem.remote.protocol.object_mask_from_reply`
+        turns it into an :class:`ObjectMask`."""
+        body = PredictRequest(prompt=prompt.to_dict(), object_id=object_id)
+        return self._reply(PredictReply, "POST", f"/sessions/{session_id}/predict", body)
 
     def ground(
         self,

@@ -67,9 +67,14 @@ def check_bind_host(host: str, *, allow_remote: bool, token: str | None) -> None
 
 def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     """A listening TCP socket on ``host:port`` (``port=0``: a free port, read it back with
-    ``sock.getsockname()[1]``); pass it to ``uvicorn.Server.run(sockets=[sock])``."""
+    ``sock.getsockname()[1]``); pass it to ``uvicorn.Server.run(sockets=[sock])``.
+
+    The socket is made with ``IPPROTO_TCP`` (not protocol 0): asyncio turns on
+    ``TCP_NODELAY`` only on accepted sockets whose protocol says TCP, and without it every
+    small reply on a keep-alive connection waits for the client's delayed ACK (~40 ms).
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

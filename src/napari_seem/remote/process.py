@@ -28,8 +28,10 @@ from napari_seem.remote.transport import ServerUnavailableError
 
 __all__ = ["LISTENING", "TOKEN_ENV", "Launched", "LocalServer", "ServeOptions", "launch", "stop"]
 
-LISTENING = re.compile(r"napari-seem serve: listening on (\S+) token=(\S+)")
-"""The line ``napari-seem serve`` prints once it listens (its URL and token)."""
+LISTENING = re.compile(r"napari-seem serve: listening on (\S+)(?: token=(\S+))?")
+"""The line ``napari-seem serve`` prints once it listens: its URL, and its token only when
+it generated one (a child of :func:`launch` gets its token in :data:`TOKEN_ENV`, so its
+line carries none)."""
 TOKEN_ENV = "NAPARI_SEEM_TOKEN"
 """The environment variable the child reads its token from."""
 

@@ -56,6 +56,7 @@ __all__ = [
     "JobStatusReply",
     "MaskPayload",
     "ObjectMaskReply",
+    "PredictReply",
     "ObjectsReply",
     "OpenSessionRequest",
     "PredictRequest",
@@ -176,6 +177,14 @@ class ObjectMaskReply(BaseModel):
     class_score: float | None = None
     prompt: dict[str, Any] | None = Field(default=None, description="the prompt answered")
     source: str = "interactive"
+
+
+class PredictReply(ObjectMaskReply):
+    truncated: bool = Field(
+        default=False,
+        description="the object reached beyond max_tiles decoded tiles and was cut there",
+    )
+    max_tiles: int | None = Field(default=None, description="the tile limit of the answer")
 
 
 BoxField = tuple[int, int, int, int] | None

@@ -15,6 +15,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from napari_seem.remote.routes.errors import ApiError
+from napari_seem.remote.routes.gate import UNAUTHORIZED_MESSAGE
 from napari_seem.remote.routes.limits import PromptLimits
 from napari_seem.remote.routes.roots import AllowedRoots
 
@@ -56,26 +57,27 @@ async def context(request: Request) -> ServerContext:
 #: A route parameter receiving the app's :class:`ServerContext`.
 Context = Annotated[ServerContext, Depends(context)]
 
-_bearer = HTTPBearer(auto_error=False, description="the token printed by napari-seem serve")
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="the token of napari-seem serve (printed when it generated one); the "
+    "scheme is case-insensitive ('bearer' works too)",
+)
 
 
 def authorize(
     ctx: Context,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
-    """Refuse a request without the app's bearer token.
+    """Refuse a request without the app's bearer token (``Bearer`` in any case, RFC 7235;
+    :class:`~napari_seem.remote.routes.gate.TokenGate` has checked it already, before the
+    body was read).
 
     Raises:
         ApiError: 401 ``Unauthorized``.
     """
     given = "" if credentials is None else credentials.credentials
     if not secrets.compare_digest(given.encode(), ctx.token.encode()):
-        raise ApiError(
-            401,
-            "Unauthorized",
-            "missing or wrong token: send 'Authorization: Bearer <token>' with the token "
-            "printed by `napari-seem serve`",
-        )
+        raise ApiError(401, "Unauthorized", UNAUTHORIZED_MESSAGE)
 
 
 #: The dependencies of an authenticated router.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter, Response
+from fastapi.responses import FileResponse
 
 from napari_seem.remote.protocol import HealthReply, InfoReply, UseWeightsRequest, WeightsReply
 from napari_seem.remote.routes.deps import AUTH, Context
@@ -68,13 +69,13 @@ def weights_file(ctx: Context) -> Response:
             "the model runs its base weights, which have no file to send: fine-tune "
             "first (the fine_tune job) or switch to a weight file with POST /weights",
         )
-    try:
-        content = Path(info.path).read_bytes()
-    except OSError as exc:
-        raise ApiError(409, "NoWeightFile", f"cannot read the weight file in use: {exc}") from None
-    name = Path(info.path).name
-    return Response(
-        content,
+    path = Path(info.path)
+    if not path.is_file():
+        raise ApiError(409, "NoWeightFile", f"cannot read the weight file in use: {path} is gone")
+    # streamed from disk in chunks: constant memory however many clients download at once
+    return FileResponse(
+        path,
         media_type="application/octet-stream",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        filename=path.name,
+        content_disposition_type="attachment",
     )

@@ -1,45 +1,93 @@
-"""The paths the engine server may read and write: its allowed roots (403 elsewhere)."""
+"""The paths the engine server may read and write: its allowed roots (403 elsewhere).
+
+Roots are local directories only. A URL (``s3://...``) is neither accepted as a root nor
+opened: the engine reads local paths, so a URL root could never work. A path a client
+sends is checked as text first (no NUL byte, no over-long name: 400 ``InvalidPath``), then
+resolved completely (``..`` and symlinks) before it is compared with the roots.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from napari_seem.remote.routes.errors import ApiError
 
-__all__ = ["AllowedRoots"]
+__all__ = ["MAX_NAME_CHARS", "MAX_PATH_CHARS", "AllowedRoots", "is_url"]
+
+MAX_PATH_CHARS = 4096
+"""Longest path a client may send (Linux ``PATH_MAX``)."""
+MAX_NAME_CHARS = 255
+"""Longest single file or folder name in a path (Linux ``NAME_MAX``)."""
 
 
-def _is_url(text: str) -> bool:
+def is_url(text: str) -> bool:
+    """Whether ``text`` looks like a URL (``scheme://...``) rather than a local path."""
     return "://" in text
+
+
+def _invalid(path: str, why: str) -> ApiError:
+    shown = path if len(path) <= 200 else path[:200] + "..."
+    return ApiError(400, "InvalidPath", f"{shown!r} is not a usable path: {why}")
+
+
+def _check_text(path: str) -> None:
+    if "\x00" in path:
+        raise _invalid(path, "it contains a NUL byte; send the path as plain text")
+    if len(path) > MAX_PATH_CHARS:
+        raise _invalid(path, f"it has {len(path)} characters; at most {MAX_PATH_CHARS}")
+    longest = max((len(part) for part in path.split(os.sep)), default=0)
+    if longest > MAX_NAME_CHARS:
+        raise _invalid(path, f"one of its names has {longest} characters; at most {MAX_NAME_CHARS}")
+
+
+def _resolve(path: str) -> Path:
+    _check_text(path)
+    try:
+        return Path(path).expanduser().resolve()  # symlinks and '..' cannot escape a root
+    except (OSError, RuntimeError, ValueError) as exc:  # e.g. a symlink loop
+        raise _invalid(path, f"it cannot be resolved ({type(exc).__name__}: {exc})") from None
 
 
 class AllowedRoots:
     """Where the server may read images and weights and write outputs.
 
     Args:
-        roots: local directories (resolved once, symlinks included) and URL prefixes such
-            as ``s3://bucket/data``.
+        roots: local directories (resolved once, symlinks included).
+
+    Raises:
+        ValueError: a root is a URL (not supported: the server opens local paths only).
     """
 
     def __init__(self, roots: Sequence[str | Path]) -> None:
-        self.dirs = [Path(r).expanduser().resolve() for r in roots if not _is_url(str(r))]
-        self.urls = [str(r).rstrip("/") + "/" for r in roots if _is_url(str(r))]
+        urls = [str(r) for r in roots if is_url(str(r))]
+        if urls:
+            raise ValueError(
+                f"URL roots are not supported ({', '.join(urls)}): the server opens local "
+                "paths only; mount the bucket (e.g. with s3fs or rclone mount) and allow "
+                "the mounted directory"
+            )
+        self.dirs = [Path(r).expanduser().resolve() for r in roots]
 
     def check(self, path: str, *, what: str = "image") -> str:
         """The path to open or write (resolved).
 
         Raises:
-            ApiError: 403 ``PathNotAllowed`` when ``path`` is outside every root.
+            ApiError: 403 ``PathNotAllowed`` when ``path`` is outside every root (a URL
+                always is), 400 ``InvalidPath`` for a path that is not usable as text.
         """
-        allowed = ", ".join([*(str(d) for d in self.dirs), *self.urls]) or "none"
-        if _is_url(path):
-            if any(path.startswith(u) for u in self.urls):
-                return path
-        else:
-            resolved = Path(path).expanduser().resolve()  # symlinks cannot escape a root
-            if any(resolved == d or resolved.is_relative_to(d) for d in self.dirs):
-                return str(resolved)
+        allowed = ", ".join(str(d) for d in self.dirs) or "none"
+        if is_url(path):
+            raise ApiError(
+                403,
+                "PathNotAllowed",
+                f"{path[:200]!r} is a URL: the server opens local paths only (allowed roots: "
+                f"{allowed}); copy or mount the {what} under one of them",
+            )
+        resolved = _resolve(path)
+        if any(resolved == d or resolved.is_relative_to(d) for d in self.dirs):
+            return str(resolved)
         raise ApiError(
             403,
             "PathNotAllowed",
@@ -52,9 +100,11 @@ class AllowedRoots:
         ``fine_tune`` jobs write) or the allowed roots.
 
         Raises:
-            ApiError: 403 ``PathNotAllowed`` elsewhere.
+            ApiError: 403 ``PathNotAllowed`` elsewhere, 400 ``InvalidPath``.
         """
-        resolved = Path(path).expanduser().resolve()
+        if is_url(path):
+            return self.check(path, what="weight file")
+        resolved = _resolve(path)
         if resolved.is_relative_to(work_dir.resolve()):
             return str(resolved)
         return self.check(path, what="weight file")

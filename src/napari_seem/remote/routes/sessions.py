@@ -8,18 +8,19 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from napari_seem.engine import EngineError
 from napari_seem.remote.protocol import (
     GroundRequest,
-    ObjectMaskReply,
     ObjectsReply,
     OpenSessionRequest,
+    PredictReply,
     PredictRequest,
     ReferRequest,
     SessionReply,
     object_mask_to_reply,
 )
 from napari_seem.remote.routes.deps import AUTH, Context
-from napari_seem.remote.routes.errors import ERRORS, refusal
+from napari_seem.remote.routes.errors import ERRORS, ApiError, refusal
 
 __all__ = ["router"]
 
@@ -30,18 +31,31 @@ router = APIRouter(dependencies=AUTH, responses=ERRORS)
     "/sessions",
     response_model=SessionReply,
     status_code=201,
-    responses={403: refusal("path not allowed")},
+    responses={403: refusal("path not allowed"), 400: refusal("the image cannot be read")},
 )
 def open_session(ctx: Context, body: OpenSessionRequest) -> SessionReply:
     engine = ctx.engine
     source = None if body.path is None else ctx.roots.check(body.path)
-    session_id = engine.open_session(
-        source,
-        image_id=body.image_id,
-        bands=body.bands,
-        level=body.level,
-        plane=tuple(body.plane),
-    )
+    try:
+        session_id = engine.open_session(
+            source,
+            image_id=body.image_id,
+            bands=body.bands,
+            level=body.level,
+            plane=tuple(body.plane),
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        if isinstance(exc, EngineError):
+            raise
+        # the file the client named cannot be read as an image (bad metadata, e.g. a
+        # multiscales dataset path with '..', a truncated store): the client's input
+        raise ApiError(
+            400,
+            "UnreadableImage",
+            f"cannot open {body.path or body.image_id!r} as an image: "
+            f"{type(exc).__name__}: {exc}; check that it is a readable zarr / OME-Zarr / "
+            "TIFF image with valid metadata",
+        ) from None
     return SessionReply.model_validate(engine.session_info(session_id), from_attributes=True)
 
 
@@ -55,10 +69,13 @@ def close_session(ctx: Context, session_id: str) -> None:
     ctx.engine.close_session(session_id)
 
 
-@router.post("/sessions/{session_id}/predict", response_model=ObjectMaskReply)
-def predict(ctx: Context, session_id: str, body: PredictRequest) -> ObjectMaskReply:
-    prompt = ctx.prompts.parse(body.prompt)
-    return object_mask_to_reply(ctx.engine.predict(session_id, prompt, object_id=body.object_id))
+@router.post("/sessions/{session_id}/predict", response_model=PredictReply)
+def predict(ctx: Context, session_id: str, body: PredictRequest) -> PredictReply:
+    shape = ctx.engine.session_info(session_id).image_shape
+    prompt = ctx.prompts.parse(body.prompt, image_shape=shape)
+    answer = ctx.engine.predict_answer(session_id, prompt, object_id=body.object_id)
+    reply = object_mask_to_reply(answer.mask).model_dump()
+    return PredictReply(**reply, truncated=answer.truncated, max_tiles=answer.max_tiles)
 
 
 @router.post("/sessions/{session_id}/ground", response_model=ObjectsReply)
@@ -75,6 +92,8 @@ def ground(ctx: Context, session_id: str, body: GroundRequest) -> ObjectsReply:
 
 @router.post("/sessions/{session_id}/refer", response_model=ObjectsReply)
 def refer(ctx: Context, session_id: str, body: ReferRequest) -> ObjectsReply:
-    example = ctx.prompts.parse(body.example)
+    ctx.engine.session_info(session_id)  # 404 for an unknown target before any decoding
+    shape = ctx.engine.session_info(body.example_session_id).image_shape
+    example = ctx.prompts.parse(body.example, image_shape=shape)
     found = ctx.engine.refer(session_id, body.example_session_id, example, box=body.box)
     return ObjectsReply(objects=[object_mask_to_reply(obj) for obj in found])

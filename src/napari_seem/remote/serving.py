@@ -1,0 +1,112 @@
+"""How the engine server runs under uvicorn: deadlines on slow clients, ``TCP_NODELAY``.
+
+:func:`uvicorn_config` is the one place ``napari-seem serve`` (and the tests) build the
+uvicorn settings from :class:`~napari_seem.engine.limits.ServerLimits`:
+
+- ``timeout_keep_alive``: an idle keep-alive connection closes after
+  ``keep_alive_timeout_s``;
+- ``h11_max_incomplete_event_size``: request headers larger than ``max_header_bytes`` are
+  refused (400) before they are buffered further;
+- a header deadline (:class:`HardenedH11Protocol`): a connection that has not sent complete
+  request headers ``header_timeout_s`` after it opened (or after its previous response) is
+  closed, however slowly it trickles bytes (uvicorn's keep-alive timer restarts on every
+  byte, so it alone does not bound a slow client);
+- ``TCP_NODELAY`` on every accepted connection, so a small reply on a reused connection is
+  not held back by Nagle's algorithm against the client's delayed ACK (about 40 ms a
+  request otherwise).
+
+The body-read deadline (``body_timeout_s``) is ASGI middleware:
+:class:`napari_seem.remote.routes.limits.BodyLimit`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from typing import Any
+
+import h11
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from napari_seem.engine.limits import ServerLimits
+
+__all__ = ["HardenedH11Protocol", "set_nodelay", "uvicorn_config"]
+
+
+def set_nodelay(transport: asyncio.BaseTransport) -> None:
+    """Turn on ``TCP_NODELAY`` on the socket under ``transport`` (no-op for non-TCP)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    with contextlib.suppress(OSError):  # a socket closed meanwhile
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class HardenedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a request-header deadline and ``TCP_NODELAY``.
+
+    The deadline is :attr:`header_timeout_s` (set by :func:`uvicorn_config` on a subclass);
+    it is armed when the connection opens and after each response, and closes the
+    connection when the peer's next request headers are still incomplete then.
+    """
+
+    header_timeout_s: float = ServerLimits.header_timeout_s
+
+    _header_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        set_nodelay(transport)
+        self._arm_header_deadline()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm_header_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_header_deadline()
+        super().connection_lost(exc)
+
+    def _arm_header_deadline(self) -> None:
+        self._disarm_header_deadline()
+        if not self.transport.is_closing():
+            self._header_deadline = self.loop.call_later(
+                self.header_timeout_s, self._headers_overdue
+            )
+
+    def _disarm_header_deadline(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+    def _headers_overdue(self) -> None:
+        self._header_deadline = None
+        # IDLE: still waiting for (the rest of) the next request's headers
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.logger.warning("closing a connection whose request headers were too slow")
+            self.transport.close()
+
+
+def uvicorn_config(
+    app: Any, limits: ServerLimits | None = None, *, log_level: str = "warning"
+) -> uvicorn.Config:
+    """The uvicorn settings that serve ``app`` within ``limits`` (default ``ServerLimits()``).
+
+    Serve with ``uvicorn.Server(config).run(sockets=[bind_socket(...)])``.
+    """
+    limits = limits or ServerLimits()
+    protocol = type(
+        "HardenedH11Protocol",
+        (HardenedH11Protocol,),
+        {"header_timeout_s": float(limits.header_timeout_s)},
+    )
+    return uvicorn.Config(
+        app,
+        log_level=log_level,
+        access_log=False,
+        http=protocol,
+        timeout_keep_alive=max(1, round(limits.keep_alive_timeout_s)),
+        h11_max_incomplete_event_size=int(limits.max_header_bytes),
+    )
