@@ -51,7 +51,7 @@ from napari_seem.core.modes import (
     EVERYTHING_MODES,
     EverythingMode,
 )
-from napari_seem.core.progress import Cancelled
+from napari_seem.core.progress import Cancelled, Progress
 from napari_seem.core.prompts import (
     Box,
     Points,
@@ -437,9 +437,9 @@ class SeemWidget(anywidget.AnyWidget):
         backend, handle = self._ensure_open()
         self.job, self.progress = "everything", 0.0
 
-        def progress(done: int, total: int) -> None:
-            self.progress = done / max(total, 1)
-            self.status = f"everything: tile {done} of {total}"
+        def report(progress: Progress) -> None:
+            self.progress = progress.done / max(progress.total, 1)
+            self.status = f"everything: tile {progress.done} of {progress.total}"
 
         try:
             result = backend.everything(
@@ -448,7 +448,7 @@ class SeemWidget(anywidget.AnyWidget):
                 mode=cast(EverythingMode, self.everything_mode),
                 object_mask_threshold=self.object_mask_threshold,
                 overlap_threshold=self.overlap_threshold,
-                progress=progress,
+                reporter=report,
                 cancel=self._cancel,
             )
         finally:

@@ -119,6 +119,7 @@ def build_object(
 
 
 def numeric(value: Any) -> bool:
+    """Whether ``value`` converts to a numeric (int / float) array (False when ragged)."""
     try:
         return np.asarray(value).dtype.kind in "iuf"
     except ValueError:  # ragged
@@ -126,6 +127,7 @@ def numeric(value: Any) -> bool:
 
 
 def point_array(value: Any, what: str) -> npt.NDArray[np.float64]:
+    """``value`` as an ``(N, 2)`` float array of level-0 ``(row, col)`` (one pair: ``(1, 2)``)."""
     try:
         arr = np.asarray(value, dtype=float)
     except (TypeError, ValueError):
@@ -138,6 +140,7 @@ def point_array(value: Any, what: str) -> npt.NDArray[np.float64]:
 
 
 def flags_of(value: Any, count: int, what: str) -> npt.NDArray[np.bool_]:
+    """``value`` as ``(count,)`` bool polarity flags (1 positive, 0 negative; a scalar repeats)."""
     arr = np.asarray(value).reshape(-1) if np.ndim(value) else np.full(count, value)
     if arr.shape != (count,) or not np.isin(arr, (0, 1, True, False)).all():
         raise PromptError(
@@ -148,6 +151,7 @@ def flags_of(value: Any, count: int, what: str) -> npt.NDArray[np.bool_]:
 
 
 def texts_of(text: str | Sequence[str] | None) -> list[str]:
+    """The phrases of ``text`` (one string, a TextPrompt, or a list of them)."""
     if text is None:
         return []
     items = [text] if isinstance(text, str | TextPrompt) else list(text)

@@ -25,7 +25,7 @@ from napari_seem.core.modes import (
     EverythingMode,
     resolve_everything_mode,
 )
-from napari_seem.core.progress import pair_reporter
+from napari_seem.core.progress import Reporter, pair_reporter
 from napari_seem.core.prompts import ObjectPrompt, PromptError, ReferringExample
 from napari_seem.core.results import ObjectMask, SegmentationResult
 
@@ -178,6 +178,7 @@ class Backend:
         min_area: int = 1,
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
+        reporter: Reporter | None = None,
     ) -> SegmentationResult:
         """Generic segmentation of the plane with progress and cancel: the engine's
         ``"segment"`` job (tiles decoded in the model process, objects crossing tile
@@ -185,7 +186,8 @@ class Backend:
 
         ``mode``: as in :func:`napari_seem.segment_everything` (``"auto"`` runs ``"points"``
         for models that decode prompts in windows, else ``"panoptic"``). ``progress(done,
-        total)`` counts tiles; ``cancel`` stops the job before its next tile.
+        total)`` counts tiles (``reporter``, a :data:`~napari_seem.core.progress.Reporter`,
+        instead: the apps' shape); ``cancel`` stops the job before its next tile.
 
         Raises:
             Cancelled: ``cancel`` was set.
@@ -202,7 +204,7 @@ class Backend:
         # default (panoptic) instead of refusing the parameter
         if mode != DEFAULT_EVERYTHING_MODE:
             params["mode"] = mode
-        crop = self._segment(handle, params, progress, cancel)
+        crop = self._segment(handle, params, reporter or pair_reporter(progress), cancel)
         # rows carry the concrete mode the job ran; the fallback (rows without a source:
         # older servers, which run panoptic for "auto") names it as well as it can
         engine = self.engine
@@ -215,10 +217,9 @@ class Backend:
         self,
         handle: ImageHandle,
         params: dict[str, Any],
-        progress: ProgressCallback | None,
+        reporter: Reporter | None,
         cancel: threading.Event | None,
     ) -> Any:
-        reporter = pair_reporter(progress)
         if self.client is None:
             return self.model.segment(handle.session_id, params, reporter=reporter, cancel=cancel)
         from napari_seem.remote.client import RemoteError
