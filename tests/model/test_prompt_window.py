@@ -19,7 +19,7 @@ from napari_seem.model.prompt_window import (
 )
 from napari_seem.model.seem import ImageFeatures
 from napari_seem.predict.everything import PointsSettings
-from napari_seem.predict.masks import touching as _touching
+from napari_seem.predict.masks import touching
 from napari_seem.predict.predictor import SeemPredictor
 
 
@@ -73,7 +73,7 @@ def test_windowed_click_is_background_outside_its_window(lite_random: SeemPredic
     pos = np.zeros((1, *frame.padded_hw), bool)
     r, c = (int(v) for v in frame.image_to_model(torch.tensor([[100.0, 120.0]]))[0])
     pos[0, r - 1 : r + 2, c - 1 : c + 2] = True
-    masks, logits, captions = pred._decode_spatial(pos, np.zeros_like(pos), None)
+    masks, logits, captions = pred.decode_spatial(pos, np.zeros_like(pos), None)
     window = prompt_window(pos[0], pred.encoded.features.padded_hw, 256)
     assert window is not None
     rows, cols = window.cells(4)
@@ -83,7 +83,7 @@ def test_windowed_click_is_background_outside_its_window(lite_random: SeemPredic
     # inside: exactly what decoding the window's own features gives
     feats = crop_features(pred.encoded.features, window)
     px = window.cells(1)
-    direct, _, _ = pred._decode_prompts(
+    direct, _, _ = pred.decode_prompts(
         feats, pos[:, px[0], px[1]], np.zeros_like(pos[:, px[0], px[1]]), None, None
     )
     torch.testing.assert_close(masks[:, rows, cols], direct.to(masks.dtype))
@@ -102,12 +102,12 @@ def test_touching_keeps_the_clicked_part_only() -> None:
     marks = np.zeros_like(mask)
     marks[5, 5] = True
     prompt = ObjectPrompt((Points.clicks(positive=[(5, 5)], negative=[]),))
-    kept = _touching(mask, marks, prompt)
+    kept = touching(mask, marks, prompt)
     assert kept[5, 5] and not kept[25, 25] and kept.sum() == 64
     # a click the answer misses leaves the answer as it is
     marks[:] = False
     marks[35, 35] = True
-    assert np.array_equal(_touching(mask, marks, prompt), mask)
+    assert np.array_equal(touching(mask, marks, prompt), mask)
 
 
 def test_points_windows_cover_the_frame_with_half_overlap() -> None:

@@ -376,7 +376,6 @@ class SeemPredictor:
         """
         return decode_spatial(self, pos, neg, prev)
 
-    _decode_spatial = decode_spatial  # the older private name, kept for existing callers
 
     def decode_prompts(
         self,
@@ -419,7 +418,6 @@ class SeemPredictor:
         assert out.pred_stexts is not None
         return out.pred_smasks[0], out.spatial_logits[0], out.pred_stexts[0]
 
-    _decode_prompts = decode_prompts  # the older private name, kept for existing callers
 
     def _choose_candidates(
         self, objects: list[ObjectPrompt], spatial_logits: torch.Tensor, captions: torch.Tensor
