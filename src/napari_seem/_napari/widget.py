@@ -1,11 +1,11 @@
 """The SEEM dock widget (Plugins -> SEEM): a thin magicgui Container.
 
-The widget builds controls and wires signals; model work happens in the model process
-through :class:`~napari_seem._napari.backend.Backend` on worker threads, and results come
-back to the GUI thread through :class:`~napari_seem._napari.qt_bridge.MainThread`. Layer
-<-> prompt conversion is in :mod:`~napari_seem._napari.layers` / ``convert``; commits and
-undo in :mod:`~napari_seem._napari.commits`; the "Fine-tune" section in
-:mod:`~napari_seem._napari.finetune_panel`.
+The widget holds the prompt controls and implements :class:`~napari_seem._napari.host.Host`
+for its panels: ``model_panel`` (model process, prefetch), ``example`` (referring example),
+``long_runs`` (segment everything, propagate) and ``finetune``. Model work runs on the
+backend's threads (:mod:`~napari_seem._napari.backend` over :mod:`napari_seem.app`); results
+come back through :class:`~napari_seem._napari.qt_bridge.MainThread`; commits and undo are
+:mod:`~napari_seem._napari.commits`.
 
 Keys (bound in code on the viewer and on the prompt layers): ``S`` segment, ``C`` commit,
 ``Shift-C`` clear prompts, ``T`` toggle the polarity of new points; Ctrl-click in the

@@ -31,6 +31,7 @@ import numpy as np
 from napari_seem.core.labels import LabelsCrop
 from napari_seem.core.progress import (
     Cancelled,
+    JobFailed,
     JobLike,
     Progress,
     Reporter,
@@ -158,12 +159,14 @@ def follow(
     cancel: threading.Event | None,
     what: str,
     unit: str,
+    where: str,
     interval: float = 0.1,
 ) -> JobLike:
     """:func:`follow_job` with the apps' conventions.
 
-    The last figures are reported once more when the job is done (a bar ends full), and a
-    cancel says how far it came: ``"<what> cancelled after <done> <unit>"``.
+    The last figures are reported once more when the job is done (a bar ends full), a
+    cancel says how far it came (``"<what> cancelled after <done> <unit>"``) and a failure
+    where it happened (``JobFailed("<what> failed <where>: <error>")``).
     """
     last: list[JobLike] = []
     shown: list[tuple[int, int]] = []
@@ -190,6 +193,9 @@ def follow(
     except Cancelled:
         done = last[0].done if last else 0
         raise Cancelled(f"{what} cancelled after {done} {unit}") from None
+    except JobFailed:
+        error = getattr(last[0], "error", None) if last else None
+        raise JobFailed(f"{what} failed {where}: {error or 'no reason given'}") from None
     figures = (int(status.done), int(status.total))
     if reporter is not None and (not shown or shown[0] != figures):
         reporter(Progress(*figures, str(getattr(status, "message", None) or "")))
@@ -283,6 +289,7 @@ class LocalBackend:
             cancel=cancel,
             what="segment everything",
             unit="tiles",
+            where="in the engine",
         )
         result = engine.job_result(job_id)
         assert isinstance(result, LabelsCrop)
@@ -419,6 +426,7 @@ class RemoteBackend:
             cancel=cancel,
             what=what,
             unit=unit,
+            where="in the model process",
             interval=interval,
         )
 
