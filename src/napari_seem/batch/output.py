@@ -107,18 +107,28 @@ def prepare_output(
         source: the input (its axes go into OME-Zarr label metadata).
         overwrite: delete an existing output (and its class table) first.
 
+    Without ``overwrite`` no existing file is replaced that this run did not create: a
+    class table beside a new output (e.g. ``x.classes.csv`` of a finished ``x.zarr`` when
+    the output is ``x.tif``) is refused, and so is one beside an unfinished run.
+
     Raises:
         BatchConfigError: the output exists and is not a napari-seem run, holds a run with
-            another configuration, or lost its labels array.
+            another configuration, or lost its labels array; or its class-table path
+            holds a file of something else.
     """
     manifest_path = target.root / MANIFEST_NAME
     if target.root.exists() or target.root.is_symlink():
         if overwrite:
             remove_path(target.root)
-            if target.csv.exists():
+            if target.csv.exists() or target.csv.is_symlink():
                 target.csv.unlink()
         else:
-            return _reopen(target, signature, config)
+            manifest = _reopen(target, signature, config)
+            if manifest.data.get("status") != "complete" and not _wrote_csv(target):
+                _refuse_foreign_csv(target)
+            return manifest
+    if not overwrite:
+        _refuse_foreign_csv(target)
     fmt: Any = 3
     if target.ome is not None:
         from napari_seem.batch.ome import label_levels, write_label_group
@@ -147,6 +157,30 @@ def prepare_output(
     manifest = Manifest.new(manifest_path, signature, config)
     manifest.save()
     return manifest
+
+
+def _wrote_csv(target: Target) -> bool:
+    """The run's labels say it finished and wrote its class table to ``target.csv`` (an
+    interrupted finish: the attributes are written before the CSV)."""
+    import zarr
+
+    try:
+        attrs = dict(zarr.open_array(str(target.labels), mode="r").attrs.get("napari_seem", {}))
+    except Exception:  # unreadable labels: _reopen's checks speak for them
+        return False
+    return bool(attrs.get("complete")) and attrs.get("class_table_csv") == target.csv.name
+
+
+def _refuse_foreign_csv(target: Target) -> None:
+    """Refuse a class-table path that holds a file this run did not write."""
+    if target.csv.exists() or target.csv.is_symlink():
+        raise BatchConfigError(
+            f"{target.csv} exists and was not written by this run (the class table of the "
+            f"output {target.root.name} goes there; it may belong to another run, e.g. a "
+            "finished x.zarr when the output is x.tif): the run never replaces it; choose "
+            "another output name, move the file away, or pass --overwrite "
+            "(overwrite=True) to replace it"
+        )
 
 
 def _reopen(target: Target, signature: str, config: dict[str, Any]) -> Manifest:

@@ -24,7 +24,6 @@ tiles of the level.
 
 from __future__ import annotations
 
-import tempfile
 import threading
 import warnings
 from collections.abc import Callable, Mapping
@@ -59,13 +58,8 @@ from napari_seem.engine.sessions import (
     Weights,
 )
 from napari_seem.engine.uploads import UploadReservation
-from napari_seem.engine.weights import (
-    WeightsInfo,
-    apply_weights,
-    read_weights,
-    snapshot_weights,
-    weights_id,
-)
+from napari_seem.engine.weight_files import WeightsKeeper
+from napari_seem.engine.weights import WeightsInfo
 from napari_seem.model.seem import SeemModel
 from napari_seem.predict.predictor import EncodedImage, SeemPredictor
 
@@ -155,12 +149,14 @@ class Engine:
         self.checkpoint_id = checkpoint_id or (
             "random" if report is None else str(getattr(report, "source", "checkpoint"))
         )
-        self._base_checkpoint_id = self.checkpoint_id
-        self._weights_path: Path | None = None  # a weight file applied on top of the base
-        self._saved_base: dict[str, Any] = {}  # base values the applied file replaced
-        self._work_dir = None if work_dir is None else Path(work_dir)
+        self.weight_files = WeightsKeeper(
+            predictor.model,
+            self.checkpoint_id,
+            None if work_dir is None else Path(work_dir),
+            self.cache_dir,
+            self.limits.max_weight_files,
+        )
         self._model_lock = threading.Lock()  # the predictor holds the current tile
-        self._lock = threading.Lock()  # the work dir
         self._sessions = SessionTable(
             tile=self.tile,
             halo=self.halo,
@@ -328,24 +324,11 @@ class Engine:
     @property
     def work_dir(self) -> Path:
         """Where fine-tuned weight files go (made on first use; see ``work_dir=``)."""
-        with self._lock:
-            if self._work_dir is None:
-                if self.cache_dir is not None:
-                    self._work_dir = self.cache_dir / "weights"
-                else:
-                    self._work_dir = Path(tempfile.mkdtemp(prefix="napari-seem-weights-"))
-            self._work_dir.mkdir(parents=True, exist_ok=True)
-            return self._work_dir
+        return self.weight_files.work_dir
 
     def weights_info(self) -> WeightsInfo:
         """The weights the model runs with now."""
-        path = self._weights_path
-        return WeightsInfo(
-            str(getattr(self.predictor.model, "name", "model")),
-            self.checkpoint_id,
-            None if path is None else str(path),
-            self._base_checkpoint_id,
-        )
+        return self.weight_files.info()
 
     def use_weights(self, path: str | Path | None, *, check_jobs: bool = True) -> WeightsInfo:
         """Run the model with the weights in ``path`` (a fine-tuned file), or with its base
@@ -372,38 +355,25 @@ class Engine:
                 f"job {job.job_id} ({job.kind}) is {job.state}: wait until it finishes or "
                 "cancel it, then switch the weights"
             )
-        model = self.predictor.model
-        file = None if path is None else Path(path).expanduser().resolve()
-        state = None if file is None else read_weights(file, model)
-        new_id = self._base_checkpoint_id if file is None else weights_id(file)
+        file, state, new_id = self.weight_files.read(path)
         with self._model_lock:
-            apply_weights(model, state, self._saved_base)
-            if file is None:
-                self._saved_base.clear()
+            self.weight_files.apply(file, state, new_id)
             self.predictor.reset_caches()
             self.checkpoint_id = new_id
-            self._weights_path = file
             self._sessions.renew_caches(self._cache_weights())
         return self.weights_info()
 
     def weights_snapshot(self) -> Path:
         """A file holding the weights the model runs with now (what a fine-tune starts
         from): the base checkpoint file itself when it is one and no file is applied,
-        else a snapshot under :attr:`work_dir`."""
-        model = self.predictor.model
-        base = Path(self._base_checkpoint_id)
-        if (
-            self._weights_path is None
-            and getattr(model, "name", "") != "seem-lite"
-            and base.is_file()
-        ):
-            return base
+        else a ``start-*`` snapshot under :attr:`work_dir` (the job deletes it when it
+        ends)."""
         with self._model_lock:
-            return snapshot_weights(model, self.work_dir, self.checkpoint_id)
+            return self.weight_files.snapshot()
 
     def _cache_weights(self) -> Weights:
         """What new feature caches are signed with (the weights in use now)."""
-        tuned = self._weights_path is not None
+        tuned = self.weight_files.tuned
         return Weights(self.predictor.model.name, self.checkpoint_id, tuned)
 
     # ------------------------------------------------------------------ interactive

@@ -26,6 +26,7 @@ from napari_seem.engine.errors import (
     TooManyJobsError,
     UnknownJobError,
 )
+from napari_seem.engine.memory import release_memory
 
 if TYPE_CHECKING:
     from napari_seem.engine.facade import Engine
@@ -401,13 +402,20 @@ def _run(
         job.emit(state="cancelled")
         return
     job.emit(state="running")
+    ended: str | None = None
     try:
         result = spec.runner(engine, job, session, **params)
     except Cancelled:
-        job.emit(state="cancelled")
-        return
+        ended = "cancelled"
     except Exception as exc:
-        job.emit(state="failed", error=f"{type(exc).__name__}: {exc}")
+        ended = f"{type(exc).__name__}: {exc}"
+    if ended is not None:
+        del params  # what the runner was given (training images, ...) goes with it
+        release_memory()  # the runner's frames and tensors, held by the traceback till now
+        if ended == "cancelled":
+            job.emit(state="cancelled")
+        else:
+            job.emit(state="failed", error=ended)
         return
     with job.lock:
         job.result = result

@@ -52,6 +52,11 @@ class ServerLimits:
         max_fine_tune_pixel_steps: most ``batch_size * crop**2 * steps`` of one fine-tune.
         max_fine_tune_batch_pixels: most ``batch_size * crop**2`` of one optimizer step (the
             peak-memory bound of a fine-tune).
+        max_fine_tune_crop_pixels: most ``crops_per_image * images * crop**2`` a fine-tune
+            caches before its first step (its training crops are held in memory).
+        max_weight_files: most fine-tuned weight files the engine keeps in its work folder;
+            beyond it the oldest ones not in use are deleted (cancelled runs, start-point
+            snapshots and files replaced by newer weights are deleted at once).
     """
 
     max_body_bytes: int = 16 * MiB
@@ -76,6 +81,8 @@ class ServerLimits:
     max_result_pixels: int = 8192 * 8192
     max_fine_tune_pixel_steps: int = 8 * 512 * 512 * 2000
     max_fine_tune_batch_pixels: int = 16 * 512 * 512
+    max_fine_tune_crop_pixels: int = 256 * 512 * 512
+    max_weight_files: int = 8
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -50,6 +50,7 @@ import numpy as np
 from napari_seem.core.progress import Cancelled
 from napari_seem.engine.errors import InvalidRequestError, UnknownImageError
 from napari_seem.engine.jobs import JobPlan, JobRecord
+from napari_seem.engine.memory import release_memory
 from napari_seem.engine.sessions import Session
 
 if TYPE_CHECKING:
@@ -115,6 +116,7 @@ def check_fine_tune(engine: Engine, session: Session, params: dict[str, Any]) ->
     }
     if config["crop"] % 32:
         raise InvalidRequestError(f"crop must be a multiple of 32 (e.g. 256); got {config['crop']}")
+    _check_cost(engine, config, len(items))
     if "lr" in params:
         lr = params["lr"]
         if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr <= 1:
@@ -133,6 +135,44 @@ def check_fine_tune(engine: Engine, session: Session, params: dict[str, Any]) ->
         raise InvalidRequestError(f"switch must be true or false; got {switch!r}")
     plan = {"items": items, "config": config, "checkpoint": checkpoint, "switch": switch}
     return JobPlan(plan, total=steps)
+
+
+def _check_cost(engine: Engine, config: dict[str, Any], images: int) -> None:
+    """Refuse a fine-tune over the engine's limits: memory of one optimizer step
+    (``batch_size * crop**2``), of the cached training crops (``crops_per_image * images *
+    crop**2``) and the work of the whole run (``batch_size * crop**2 * steps``)."""
+    from napari_seem.engine.limits import ServerLimits
+
+    limits = getattr(engine, "limits", None) or ServerLimits()
+    batch, crop, steps = config["batch_size"], config["crop"], config["steps"]
+    per_step = batch * crop * crop
+    crops = config["crops_per_image"] * images * crop * crop
+    checks = (
+        (
+            per_step,
+            limits.max_fine_tune_batch_pixels,
+            "batch_size * crop**2 (one step)",
+            "a smaller batch_size or crop",
+        ),
+        (
+            crops,
+            limits.max_fine_tune_crop_pixels,
+            "crops_per_image * images * crop**2 (the cached training crops)",
+            "fewer crops_per_image, fewer images or a smaller crop",
+        ),
+        (
+            per_step * steps,
+            limits.max_fine_tune_pixel_steps,
+            "batch_size * crop**2 * steps (the whole run)",
+            "fewer steps or a smaller batch",
+        ),
+    )
+    for value, limit, what, fix in checks:
+        if value > limit:
+            raise InvalidRequestError(
+                f"the fine-tune's {what} is {value} pixels; this server allows at most "
+                f"{limit}: choose {fix}"
+            )
 
 
 def _pairs(params: dict[str, Any], session: Session) -> list[dict[str, Any]]:
@@ -328,15 +368,37 @@ def run_fine_tune(
     switch: bool,
 ) -> dict[str, Any]:
     """Fine-tune, write the weights, switch the engine to them (module docstring)."""
-    from napari_seem.train.api import fine_tune
-
     steps = int(config["steps"])
     job.emit(done=0, total=steps, message="reading the training images")
     data = [_labelled(item) for item in items]
     job.raise_if_cancelled()
     model = engine.predictor.model
     variant = str(model.name)
-    start_from = checkpoint or str(engine.weights_snapshot())
+    snapshot = None if checkpoint else engine.weights_snapshot()
+    start_from = checkpoint or str(snapshot)
+    try:
+        info = _train(engine, job, data, variant, start_from, config, switch)
+    finally:
+        if snapshot is not None and snapshot.name.startswith("start-"):
+            engine.weight_files.discard(snapshot)  # a start point of this job only
+    release_memory()  # the training copy of the model, its optimizer and crops
+    return info
+
+
+def _train(
+    engine: Engine,
+    job: JobRecord,
+    data: list[Any],
+    variant: str,
+    start_from: str,
+    config: dict[str, Any],
+    switch: bool,
+) -> dict[str, Any]:
+    """Train from ``start_from``, write the file, keep it, switch to it (``switch``)."""
+    from napari_seem.train.api import fine_tune
+
+    model = engine.predictor.model
+    steps = int(config["steps"])
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = engine.work_dir / f"finetuned-{variant}-{stamp}-{job.job_id[:8]}.safetensors"
     losses: list[float] = []
@@ -370,6 +432,7 @@ def run_fine_tune(
         Path(path).unlink(missing_ok=True)
         raise Cancelled(f"job {job.job_id} was cancelled")
     seconds = time.perf_counter() - start
+    engine.weight_files.keep(path)  # older files beyond max_weight_files go
     info: dict[str, Any] = {
         "weights": str(path),
         "variant": variant,

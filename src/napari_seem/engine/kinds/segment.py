@@ -19,7 +19,10 @@ between tiles). Parameters:
 - ``out``: optional zarr path to write the labels to (over HTTP it must lie inside the
   server's allowed roots, like image paths). An existing ``out`` holding an unfinished run
   of the same configuration is resumed (finished tiles are skipped), one of another
-  configuration or anything else is refused; it is never overwritten;
+  configuration or anything else is refused, and so is an existing class table
+  ``OUT.classes.csv`` beside a new output (e.g. that of a finished ``x.zarr`` when ``out``
+  is ``x.tif``): nothing the job did not create is replaced unless ``overwrite`` is true;
+- ``overwrite`` (false): replace an existing ``out`` and its class table;
 - ``object_mask_threshold`` (0.4), ``overlap_threshold`` (0.8), ``text_threshold``
   (0.05), ``min_area`` (16 pixels of the segmented level): as in
   :func:`~napari_seem.batch.segment_image` / ``SeemPredictor.segment_everything``.
@@ -97,6 +100,7 @@ _SEGMENT_PARAMS = frozenset(
         "mode",
         "box",
         "out",
+        "overwrite",
         "object_mask_threshold",
         "overlap_threshold",
         "text_threshold",
@@ -117,6 +121,7 @@ class SegmentRequest:
         box: level-0 ``(row0, col0, row1, col1)``, max exclusive: what the answer covers.
         region: ``box`` on the session's working level (rounded outwards).
         out: zarr path to write the labels to, or None for a labels crop.
+        overwrite: replace an existing ``out`` and its class table.
         object_mask_threshold, overlap_threshold, text_threshold, min_area: as in the
             module docstring.
         tiles: tiles whose core meets the region (what progress counts).
@@ -133,6 +138,7 @@ class SegmentRequest:
     text_threshold: float
     min_area: int
     tiles: int
+    overwrite: bool = False
 
 
 # ---------------------------------------------------------------------------- segment
@@ -159,7 +165,10 @@ def check_segment(engine: Engine, session: Session, params: dict[str, Any]) -> J
     if not isinstance(mode, str) or mode not in SEGMENT_MODES:
         raise InvalidRequestError(everything_mode_error(mode))
     level0, region, tiles = region_tiles(session, params.get("box"))
-    out = _out_path(params.get("out"))
+    overwrite = params.get("overwrite", False)
+    if not isinstance(overwrite, bool):
+        raise InvalidRequestError(f"overwrite must be true or false; got {overwrite!r}")
+    out = _out_path(params.get("out"), overwrite=overwrite)
     pixels = (level0[2] - level0[0]) * (level0[3] - level0[1])
     limit = int(getattr(engine, "max_result_pixels", DEFAULT_MAX_RESULT_PIXELS))
     if out is None and pixels > limit:
@@ -181,6 +190,7 @@ def check_segment(engine: Engine, session: Session, params: dict[str, Any]) -> J
         text_threshold=_fraction(params, "text_threshold", 0.05),
         min_area=_count(params, "min_area", 16),
         tiles=len(tiles),
+        overwrite=overwrite,
     )
     return JobPlan({"request": request}, total=len(tiles))
 
@@ -222,8 +232,9 @@ def _count(params: dict[str, Any], name: str, default: int) -> int:
     return int(value)
 
 
-def _out_path(value: Any) -> str | None:
-    """``out`` as a local path; refuses URLs and things that are not a napari-seem run."""
+def _out_path(value: Any, *, overwrite: bool = False) -> str | None:
+    """``out`` as a local path; refuses URLs, and (without ``overwrite``) existing things
+    that are not a napari-seem run and a class table the job would replace."""
     if value is None:
         return None
     if not isinstance(value, str | Path) or not str(value).strip():
@@ -236,11 +247,22 @@ def _out_path(value: Any) -> str | None:
     from napari_seem.batch.store import MANIFEST_NAME
 
     path = Path(value).expanduser()
-    if (path.exists() or path.is_symlink()) and not (path / MANIFEST_NAME).is_file():
+    if overwrite:
+        return str(path)
+    exists = path.exists() or path.is_symlink()
+    if exists and not (path / MANIFEST_NAME).is_file():
         raise InvalidRequestError(
             f"out={str(value)!r} exists and is not a napari-seem labels run; the segment job "
-            "never overwrites: choose a new path (an unfinished run of the same job is "
-            "resumed)"
+            "never overwrites what it did not create: choose a new path, or pass "
+            "overwrite=true to replace it (an unfinished run of the same job is resumed)"
+        )
+    csv = path.with_name(path.stem + ".classes.csv")
+    if not exists and (csv.exists() or csv.is_symlink()):
+        raise InvalidRequestError(
+            f"the class table of out={str(value)!r} would go to {str(csv)!r}, which exists "
+            "(e.g. the class table of another run with the same name): the segment job "
+            "never overwrites what it did not create: choose another out name, or pass "
+            "overwrite=true to replace it"
         )
     return str(path)
 
@@ -361,6 +383,7 @@ def _segment_region(
         object_mask_threshold=request.object_mask_threshold,
         text_threshold=request.text_threshold,
         min_area=request.min_area,
+        overwrite=request.overwrite,
     )
     return segment_image(
         session.source,
