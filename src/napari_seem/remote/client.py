@@ -19,6 +19,7 @@ The HTTP plumbing lives in :mod:`napari_seem.remote.transport`, the child proces
 from __future__ import annotations
 
 import subprocess
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -39,9 +40,9 @@ from napari_seem.remote.protocol import (
     JobEventReply,
     JobRequest,
     JobStatusReply,
-    ObjectMaskReply,
     ObjectsReply,
     OpenSessionRequest,
+    PredictReply,
     PredictRequest,
     ReferRequest,
     SessionReply,
@@ -279,8 +280,11 @@ class SeemClient:
         in process; :meth:`predict_reply` gives the reply with its ``truncated`` flag.
         """
 
+        body = PredictRequest(prompt=prompt.to_dict(), object_id=object_id)
+
         def call() -> ObjectMask:
-            reply = self.predict_reply(session_id, prompt, object_id=object_id).result()
+            raw = self._transport.call("POST", f"/sessions/{session_id}/predict", body)
+            reply = PredictReply.model_validate(raw)
             if reply.truncated:
                 warnings.warn(
                     f"the object reaches beyond {reply.max_tiles} tiles and was cut; prompt "

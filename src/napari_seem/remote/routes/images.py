@@ -1,10 +1,14 @@
-"""Routes of uploaded in-memory images: ``POST /images``, ``GET`` / ``DELETE /images/{id}``.
+"""Routes of uploaded in-memory images: ``POST`` / ``GET /images``, ``GET`` / ``DELETE
+/images/{id}``.
 
 The upload body is binary (see :func:`napari_seem.remote.protocol.decode_array`), never JSON.
 """
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 from fastapi import APIRouter, Header, Request
 from fastapi.concurrency import run_in_threadpool
 
@@ -36,21 +40,43 @@ async def upload_image(
     x_array_axes: str | None = Header(default=None, description="letters, e.g. 'zyx'"),
 ) -> ImageReply:
     engine = ctx.engine
-    body = await request.body()
-    try:
-        array = await run_in_threadpool(
-            decode_array,
-            body,
-            dtype=x_array_dtype,
-            shape=x_array_shape,
-            encoding=x_array_encoding,
-            max_bytes=engine.max_upload_bytes,
+    declared = _declared_bytes(x_array_dtype, x_array_shape)
+    # concurrent uploads are refused by their declared sizes before any is decoded
+    reserved = declared if 0 < declared <= engine.max_upload_bytes else 0
+    with engine.reserve_upload(reserved) as reservation:
+        body = await request.body()
+        try:
+            array = await run_in_threadpool(
+                decode_array,
+                body,
+                dtype=x_array_dtype,
+                shape=x_array_shape,
+                encoding=x_array_encoding,
+                max_bytes=engine.max_upload_bytes,
+            )
+        except ArrayPayloadError as exc:
+            status = 413 if exc.too_large else 422
+            raise ApiError(status, "ArrayPayloadError", str(exc)) from None
+        image_id = await run_in_threadpool(
+            engine.add_image, array, axes=x_array_axes, reservation=reservation
         )
-    except ArrayPayloadError as exc:
-        status = 413 if exc.too_large else 422
-        raise ApiError(status, "ArrayPayloadError", str(exc)) from None
-    image_id = await run_in_threadpool(engine.add_image, array, axes=x_array_axes)
     return ImageReply.model_validate(engine.image_info(image_id), from_attributes=True)
+
+
+def _declared_bytes(dtype: str, shape: str) -> int:
+    """Bytes the upload headers promise (0 when they are malformed: decoding refuses)."""
+    try:
+        sizes = [int(part) for part in shape.split(",")]
+        itemsize = np.dtype(dtype).itemsize
+    except (TypeError, ValueError, SyntaxError):
+        return 0
+    return math.prod(sizes) * itemsize if sizes and min(sizes) > 0 else 0
+
+
+@router.get("/images", response_model=list[ImageReply])
+def list_images(ctx: Context) -> list[ImageReply]:
+    """Every uploaded image the server holds for clients, oldest first."""
+    return [ImageReply.model_validate(i, from_attributes=True) for i in ctx.engine.images()]
 
 
 @router.get("/images/{image_id}", response_model=ImageReply)
