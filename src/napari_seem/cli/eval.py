@@ -1,15 +1,7 @@
 """``napari-seem eval``: SEEM metrics and classical baselines on labelled images.
 
-Examples::
-
-    napari-seem eval --dataset bbbc007-heldout
-    napari-seem eval --dataset landsat-heldout --max-objects 20
-    napari-seem eval --folder my_nuclei/ --class-name nucleus --out out/eval-nuclei
-    napari-seem eval --image slide.ome.zarr --labels slide.ome.zarr/labels/nuclei \
-        --class-name nucleus --model seem-focalt-v1 --checkpoint seem_focalt_v1.pt
-    napari-seem eval --dataset bbbc007-heldout --no-seem     # the baselines only
-
-Writes ``OUT/eval.json`` and ``OUT/eval.md`` and prints the table.
+The examples and the description shown by ``napari-seem eval --help`` are
+:data:`DESCRIPTION` (plain text: argparse prints it as written).
 """
 
 from __future__ import annotations
@@ -22,7 +14,28 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from napari_seem.predict.predictor import SeemPredictor
 
-__all__ = ["WeightsUnavailable", "add_parser", "build_predictor", "run_bench", "run_eval"]
+__all__ = [
+    "DESCRIPTION",
+    "WeightsUnavailable",
+    "add_parser",
+    "build_predictor",
+    "run_bench",
+    "run_eval",
+]
+
+DESCRIPTION = """\
+Measure SEEM (NoC and IoU after 1/3/5 clicks, text IoU, "everything" F1 and AP50) and two
+classical baselines on labelled images. Writes OUT/eval.json and OUT/eval.md and prints the
+table.
+
+examples:
+  napari-seem eval --dataset bbbc007-heldout
+  napari-seem eval --dataset landsat-heldout --max-objects 20
+  napari-seem eval --folder my_nuclei/ --class-name nucleus --out out/eval-nuclei
+  napari-seem eval --image slide.ome.zarr --labels slide.ome.zarr/labels/nuclei
+      --class-name nucleus --variant seem-focalt-v1 --checkpoint seem_focalt_v1.pt
+  napari-seem eval --dataset bbbc007-heldout --no-seem      (the baselines only)
+"""
 
 
 class WeightsUnavailable(Exception):
@@ -89,7 +102,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "eval",
         help="measure SEEM (clicks, text, everything) and classical baselines on labelled images",
-        description=__doc__,
+        description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     src = p.add_argument_group("data (give one)")
@@ -104,9 +117,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "the 'everything' vocabulary (default: object)",
     )
     model = p.add_argument_group("model")
-    model.add_argument("--model", default="seem-lite", help="variant (default seem-lite)")
+    model.add_argument("--variant", default="seem-lite", help="model variant (default seem-lite)")
+    model.add_argument(
+        "--model",
+        dest="model_alias",
+        default=None,
+        metavar="VARIANT",
+        help="deprecated spelling of --variant",
+    )
     model.add_argument("--checkpoint", default=None, help="weights file (.pt / .safetensors)")
-    model.add_argument("--device", default="auto", help="cpu, cuda, mps or auto")
+    model.add_argument("--device", default="auto", help="cpu, cuda (or gpu), mps or auto")
     model.add_argument(
         "--allow-random-weights",
         action="store_true",
@@ -159,11 +179,25 @@ def run_bench(args: argparse.Namespace) -> int:
     return subprocess.call([sys.executable, "-m", "benchmarks", "all", *options])
 
 
-def run_eval(args: argparse.Namespace) -> int:
+def _variant(args: argparse.Namespace) -> str:
+    """``--variant``, or the deprecated ``--model`` (with a note); both at once must agree."""
     from napari_seem.cli._common import CliError
+
+    if args.model_alias is None:
+        return str(args.variant)
+    print("napari-seem eval: --model is deprecated; use --variant", file=sys.stderr)
+    if args.variant not in ("seem-lite", args.model_alias):
+        raise CliError(f"--model {args.model_alias} and --variant {args.variant} disagree")
+    return str(args.model_alias)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from napari_seem.cli._common import CliError, check_device
     from napari_seem.evaluation.data import EvalDataError, load_source
     from napari_seem.evaluation.runner import evaluate, render_markdown, write_report
 
+    variant = _variant(args)
+    device = check_device(args.device) if not args.no_seem else args.device
     if args.no_seem and args.no_baselines:
         raise CliError("--no-seem and --no-baselines together leave nothing to run")
     if args.max_objects < 0:
@@ -191,15 +225,15 @@ def run_eval(args: argparse.Namespace) -> int:
             torch.set_num_threads(args.threads)
         try:
             predictor, label = build_predictor(
-                args.model,
+                variant,
                 checkpoint=args.checkpoint,
-                device=args.device,
+                device=device,
                 allow_random=args.allow_random_weights,
             )
         except WeightsUnavailable as exc:
             raise CliError(str(exc)) from exc
         except (ValueError, OSError) as exc:
-            raise CliError(f"cannot load {args.model}: {exc}") from exc
+            raise CliError(f"cannot load {variant}: {exc}") from exc
     name = args.dataset or args.folder or f"{args.image} + {args.labels}"
     result = evaluate(
         items,

@@ -9,10 +9,22 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from napari_seem.cli._common import RANDOM_WEIGHTS_NOTE, CliError
+from napari_seem.cli._common import (
+    RANDOM_WEIGHTS_NOTE,
+    CliError,
+    check_device,
+    missing_extra_message,
+    random_weights,
+    resumable,
+)
 
-__all__ = ["build_parser", "main"]
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+__all__ = ["build_parser", "commit_in_order", "main"]
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -38,20 +50,63 @@ def _cmd_models(args: argparse.Namespace) -> int:
         print(f"{args.name}: {path}")
         return 0
 
-    from napari_seem.core.variants import VARIANT_SUMMARIES
+    from napari_seem.core.variants import VARIANT_SUMMARIES, seem_lite_shipped
 
-    print(f"{'variant':<18} {'backbone':<24} weights")
+    rows = []
     for name, summary in VARIANT_SUMMARIES.items():
         if name in weights.OFFICIAL_WEIGHTS:
             cached = weights.cached_path(name)
-            where = (
-                str(cached) if cached else (f"not downloaded (napari-seem models download {name})")
-            )
+            fetch = f"not downloaded (napari-seem models download {name})"
+            where = str(cached) if cached else fetch
+        elif name == "seem-lite" and not seem_lite_shipped():
+            where = "missing from this installation (reinstall the package)"
         else:
             where = summary.weights
-        print(f"{name:<18} {summary.backbone:<24} {where}")
+        rows.append((name, summary.backbone, where))
+    widths = [max(len(r[i]) for r in [("variant", "backbone", ""), *rows]) for i in (0, 1)]
+    for name, backbone, where in [("variant", "backbone", "weights"), *rows]:
+        print(f"{name:<{widths[0]}}  {backbone:<{widths[1]}}  {where}")
     print(f"\ncache: {weights.cache_dir()}  (set NAPARI_SEEM_CACHE to move it)")
     return 0
+
+
+def commit_in_order(
+    masks: Sequence[npt.NDArray[np.bool_]],
+    rows: Sequence[dict[str, Any]],
+    *,
+    paint_over: bool = False,
+) -> tuple[npt.NDArray[np.uint32], list[dict[str, Any]]]:
+    """Commit objects one after another into a label image, as a user commits clicks.
+
+    Args:
+        masks: one ``(H, W)`` bool mask per object, in commit order (image pixels).
+        rows: the class-table row of each mask (``id`` = its label value, ``class_name``,
+            scores...); ``area`` and ``bbox`` are replaced by what the array holds.
+        paint_over: a later object takes the pixels of earlier ones; by default it only
+            fills pixels no earlier object holds (a commit never overwrites an earlier one).
+
+    Returns:
+        The ``(H, W)`` uint32 labels (0 = background) and the class table of the ids that
+        kept at least one pixel, whose ``area`` is the pixel count of that id in the array
+        and ``bbox`` its ``[row_min, col_min, row_max, col_max]`` (max exclusive).
+    """
+    import numpy as np
+
+    if not masks:
+        return np.zeros((0, 0), np.uint32), []
+    labels = np.zeros(masks[0].shape, np.uint32)
+    for mask, row in zip(masks, rows, strict=True):
+        paint = mask if paint_over else mask & (labels == 0)
+        labels[paint] = int(row["id"])
+    table = []
+    for row in rows:
+        where = np.nonzero(labels == int(row["id"]))
+        if where[0].size == 0:
+            continue
+        bbox = [int(where[0].min()), int(where[1].min())]
+        bbox += [int(where[0].max()) + 1, int(where[1].max()) + 1]
+        table.append({**row, "area": int(where[0].size), "bbox": bbox})
+    return labels, table
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -74,6 +129,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     labels_path = out / "labels.zarr"
     if labels_path.exists() and not args.overwrite:
         raise CliError(f"{labels_path} exists; pass --overwrite or choose another --out")
+    device = check_device(args.device)
     checkpoint = args.checkpoint or (
         cached_path(args.variant) if args.variant.endswith("-v1") else None
     )
@@ -82,13 +138,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             f"{args.variant} needs weights: pass --checkpoint PATH or run "
             f"`napari-seem models download {args.variant}`"
         )
-    from napari_seem.core.variants import seem_lite_shipped
-
-    shipped = args.variant == "seem-lite" and seem_lite_shipped()
-    if checkpoint is None and not shipped:
+    random = random_weights(args.variant, checkpoint)
+    if random:
         print(RANDOM_WEIGHTS_NOTE.format(variant=args.variant), file=sys.stderr)
     try:
-        model = build_seem(args.variant, checkpoint=checkpoint, device=args.device)
+        model = build_seem(args.variant, checkpoint=checkpoint, device=device)
     except (CheckpointError, ValueError) as exc:
         raise CliError(str(exc)) from exc
 
@@ -97,26 +151,27 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     predictor.set_image(scene.image)
     encoded = time.perf_counter()
-    # one click at the centre of each of the first nuclei, as a user would click
+    # one click at the centre of each of the first nuclei, as a user would click; the
+    # vocabulary names the class of each clicked object ("background" is never a class)
     ids = np.arange(1, min(args.clicks, int(scene.labels.max())) + 1)
     centres = ndimage.center_of_mass(scene.labels > 0, scene.labels, ids)
     objects = [ObjectPrompt((Points.click(r, c),), label="nucleus") for r, c in centres]
-    result = predictor.predict(objects, vocabulary=["nucleus", "background"])
+    result = predictor.predict(objects, vocabulary=["nucleus"])
     done = time.perf_counter()
-    labels = result.to_labels()
+    masks = [obj.full(scene.image.shape) for obj in result]
+    labels, table = commit_in_order(masks, result.class_table(), paint_over=args.paint_over)
     ious = []
-    for obj, i in zip(result, ids, strict=True):
+    for pred, i in zip(masks, ids, strict=True):
         truth = scene.labels == i
-        pred = obj.full(scene.image.shape)
         ious.append((truth & pred).sum() / max((truth | pred).sum(), 1))
     out.mkdir(parents=True, exist_ok=True)
     write_labels_zarr(
         labels_path,
         labels,
-        result.class_table(),
+        table,
         attrs={
             "model": args.variant,
-            "weights": str(checkpoint) if checkpoint else ("shipped" if shipped else "random"),
+            "weights": str(checkpoint) if checkpoint else ("random" if random else "shipped"),
         },
         overwrite=args.overwrite,
     )
@@ -126,6 +181,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         f"{encoded - start:.2f} s, decode {done - encoded:.2f} s, mean IoU vs truth "
         f"{float(np.mean(ious)):.3f}"
     )
+    print(f"{'id':>3}  {'class':<10} {'score':>5}  {'pixels':>6}")
+    for row in table:
+        name = row["class_name"] or "-"
+        print(f"{row['id']:>3}  {name:<10} {row['score']:>5.2f}  {row['area']:>6}")
     print(f"labels:  {labels_path}  (uint32, class table in attrs['napari_seem'])")
     print(f"overlay: {png}")
     return 0
@@ -262,10 +321,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
     demo.add_argument("--variant", default=DEFAULT_VARIANT, help="model variant")
     demo.add_argument("--checkpoint", default=None, help="weights file (.pt/.safetensors)")
-    demo.add_argument("--device", default="auto", help="cpu, cuda, mps or auto")
+    demo.add_argument("--device", default="auto", help="cpu, cuda (or gpu), mps or auto")
     demo.add_argument("--clicks", type=int, default=8, help="objects to click (default 8)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the synthetic image")
     demo.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    demo.add_argument(
+        "--paint-over",
+        action="store_true",
+        help="a later object takes the pixels of earlier ones (default: it keeps off them)",
+    )
     demo.set_defaults(func=_cmd_demo)
 
     serve = sub.add_parser(
@@ -361,8 +425,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         print(f"napari-seem: error: {exc}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as exc:
+        message = missing_extra_message(exc.name)
+        if message is None:
+            raise
+        print(f"napari-seem: error: {message}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print("napari-seem: interrupted", file=sys.stderr)
+        again = "; run the same command again to resume" if resumable(args) else ""
+        print(f"napari-seem: interrupted{again}", file=sys.stderr)
         return 130
 
 

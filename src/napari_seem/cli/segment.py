@@ -41,7 +41,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("input", help="image: zarr / OME-Zarr directory or TIFF file")
+    p.add_argument("input", help="image: zarr / OME-Zarr directory, TIFF, PNG or JPEG file")
     where = p.add_argument_group("output")
     where.add_argument("--out", default=None, help="output zarr store (labels array)")
     where.add_argument(
@@ -71,6 +71,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     how.add_argument("--tile", type=int, default=1024, help="model tile size (default 1024)")
     how.add_argument("--halo", type=int, default=64, help="tile overlap per side (default 64)")
     how.add_argument("--level", type=int, default=0, help="pyramid level to segment (default 0)")
+    how.add_argument(
+        "--axes",
+        default=None,
+        help="axis letters of the input from tczyx, e.g. zyx (a stack) or cyx (bands first); "
+        "default: the file's metadata, else inferred from the shape (printed). Needed when "
+        "the shape is ambiguous, e.g. (3, H, W)",
+    )
     how.add_argument("--bands", default=None, help="three channel indices for R,G,B: 3,2,1")
     how.add_argument("--planes", default="all", help="'all' (default) or indices: 0,3,5")
     how.add_argument(
@@ -83,7 +90,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     model = p.add_argument_group("model")
     model.add_argument("--variant", default=DEFAULT_VARIANT, help="model variant")
     model.add_argument("--checkpoint", default=None, help="weights file (.pt/.safetensors)")
-    model.add_argument("--device", default="auto", help="cpu, cuda, mps or auto")
+    model.add_argument("--device", default="auto", help="cpu, cuda (or gpu), mps or auto")
     model.add_argument(
         "--threads",
         type=int,
@@ -118,10 +125,38 @@ def _bands(text: str | None) -> tuple[int, int, int] | None:
     return (values[0], values[1], values[2])
 
 
+def _axes(path: str, axes: str | None) -> str:
+    """The axes of the input (``axes`` or read / inferred), after printing how it is read.
+
+    A path that is not an image is left to the batch run, whose message names it.
+
+    Raises:
+        CliError: the shape is ambiguous and ``axes`` is None, or ``axes`` does not fit.
+    """
+    from napari_seem.cli._common import CliError
+    from napari_seem.core.image_open import describe_axes, open_image
+    from napari_seem.core.image_source import ImageSourceError
+
+    try:
+        source = open_image(path, axes=axes, strict_axes=True)
+    except ImageSourceError as exc:
+        raise CliError(str(exc)) from exc
+    try:
+        print(describe_axes(source), file=sys.stderr)
+        return source.axes
+    finally:
+        source.close()
+
+
 def run_segment(args: argparse.Namespace) -> int:
     """The body of ``napari-seem segment``."""
     from napari_seem.batch import BatchConfig, BatchConfigError, ModelSpec, Task, segment_image
-    from napari_seem.cli._common import RANDOM_WEIGHTS_NOTE, CliError
+    from napari_seem.cli._common import (
+        RANDOM_WEIGHTS_NOTE,
+        CliError,
+        check_device,
+        random_weights,
+    )
     from napari_seem.core.progress import Progress
 
     if args.workers is not None and args.scheduler != "local":
@@ -141,7 +176,8 @@ def run_segment(args: argparse.Namespace) -> int:
         checkpoint = str(found)
     if args.threads is not None and args.threads < 1:
         raise CliError("--threads must be at least 1")
-    spec = ModelSpec(args.variant, checkpoint=checkpoint, device=args.device, threads=args.threads)
+    device = check_device(args.device)
+    spec = ModelSpec(args.variant, checkpoint=checkpoint, device=device, threads=args.threads)
     bar: Any = None
 
     def reporter(progress: Progress) -> None:
@@ -161,6 +197,7 @@ def run_segment(args: argparse.Namespace) -> int:
         bar.update(progress.done - bar.n)
 
     bands = _bands(args.bands)
+    axes = _axes(args.input, args.axes)
     try:
         task = Task.from_options(
             vocabulary=args.vocabulary, text=args.text, prompts=args.prompts, mode=args.mode
@@ -169,6 +206,7 @@ def run_segment(args: argparse.Namespace) -> int:
             tile=args.tile,
             halo=args.halo,
             level=args.level,
+            axes=axes,
             bands=bands,
             planes=args.planes,
             propagate=args.propagate,
@@ -187,7 +225,7 @@ def run_segment(args: argparse.Namespace) -> int:
             reporter=reporter,
             on_start=(
                 (lambda: print(RANDOM_WEIGHTS_NOTE.format(variant=args.variant), file=sys.stderr))
-                if checkpoint is None
+                if random_weights(args.variant, checkpoint)
                 else None
             ),
         )

@@ -53,7 +53,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "some objects are labelled)",
     )
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--device", default="auto", help="cpu, cuda, mps or auto")
+    p.add_argument("--device", default="auto", help="cpu, cuda (or gpu), mps or auto")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -64,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
     """Body of ``napari-seem train``."""
     from pathlib import Path
 
+    from napari_seem.cli._common import check_device
+
+    device = check_device(args.device)
     if args.recipe == "seem-lite":
         from napari_seem.train.recipe import default_out_dir, run_seem_lite_recipe
 
@@ -71,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
             args.resume_dir or default_out_dir(),
             export_to=args.out,
             steps=args.steps,
-            device=args.device,
+            device=device,
             progress=not args.no_progress,
         )
         print(f"weights: {path}")
@@ -92,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         from napari_seem.cli._common import CliError
 
         raise CliError(str(exc)) from exc
-    options: dict[str, Any] = {"device": args.device}
+    options: dict[str, Any] = {"device": device}
     for name in ("steps", "batch_size", "crop", "lr", "seed"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)

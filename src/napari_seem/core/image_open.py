@@ -18,6 +18,7 @@ import numpy as np
 
 from napari_seem.core.image_source import (
     AXIS_LETTERS,
+    PICTURE_SUFFIXES,
     PLANE_LETTERS,
     TIFF_SUFFIXES,
     ImageSource,
@@ -26,7 +27,7 @@ from napari_seem.core.image_source import (
     SourceConfig,
 )
 
-__all__ = ["open_image"]
+__all__ = ["ambiguous_axes", "describe_axes", "open_image"]
 
 
 def open_image(
@@ -37,12 +38,15 @@ def open_image(
     level: int = 0,
     nodata: float | None = None,
     percentiles: tuple[float, float] = (0.5, 99.5),
+    strict_axes: bool = False,
 ) -> ImageSource:
     """Open an image lazily.
 
     Args:
         source: a numpy array; a zarr array or OME-Zarr multiscale group; a dask array; a
-            path (str / PathLike) to a zarr or OME-Zarr directory (v2 or v3) or a TIFF file.
+            path (str / PathLike) to a zarr or OME-Zarr directory (v2 or v3), a TIFF file,
+            or a PNG / JPEG / BMP picture (read whole with imageio: grey ``yx`` or colour
+            ``yxc``).
         axes: axis letters from ``tczyx`` (one per dimension, ``y`` and ``x`` required),
             e.g. ``"cyx"`` for a band-first raster. Default: OME-Zarr / TIFF metadata, else
             inferred from the shape: 2-D ``yx``; a last axis of at most 16 is ``c``
@@ -53,9 +57,13 @@ def open_image(
         level: the default level for reads (coarser = faster); results stay in level-0 pixels.
         nodata: pixel value meaning "no data" (NaN / inf are always no data).
         percentiles: low / high percentiles mapped to 0 / 255 when scaling non-uint8 data.
+        strict_axes: refuse a shape whose axes cannot be told apart without ``axes`` (see
+            :func:`ambiguous_axes`, e.g. a ``(3, H, W)`` array: three colour channels or three
+            z planes) instead of guessing. The command line always passes True.
 
     Raises:
-        ImageSourceError: missing file, unknown format, unsupported axes, wrong bands or level.
+        ImageSourceError: missing file, unknown format, unsupported axes, wrong bands or
+            level, or (with ``strict_axes``) an ambiguous shape without ``axes``.
     """
     if isinstance(source, (str, os.PathLike)):
         origin, kind, levels, meta_axes = _open_path(Path(source))
@@ -64,8 +72,13 @@ def open_image(
     if not levels:
         raise ImageSourceError(f"{origin}: no image arrays found")
     shape0 = tuple(int(n) for n in levels[0][0].shape)
+    axes_from = "given"
     if axes is None:
+        axes_from = "metadata" if meta_axes is not None else "shape"
         axes = meta_axes if meta_axes is not None else _infer_axes(shape0)
+        guessed = axes_from == "shape" or (kind == "tiff" and _tiff_guessed(origin))
+        if strict_axes and guessed and _is_ambiguous(shape0):
+            raise ImageSourceError(ambiguous_axes(origin, shape0))
     axes = _check_axes(axes, shape0)
     built = _build_levels(levels, axes, origin)
     num_channels = shape0[axes.index("c")] if "c" in axes else 1
@@ -82,6 +95,7 @@ def open_image(
         level=level,
         nodata=None if nodata is None else float(nodata),
         percentiles=(p_lo, p_hi),
+        axes_from=axes_from,
     )
     out = ImageSource(config, built)
     out.get_level(level)  # validate now, not on first read
@@ -102,9 +116,13 @@ def _open_path(path: Path) -> tuple[str, str, _RawLevels, str | None]:
     if path.is_file():
         if path.name.lower().endswith(TIFF_SUFFIXES):
             return (origin, "tiff", *_open_tiff(path))
+        picture = PICTURE_SUFFIXES.get(path.suffix.lower())
+        if picture is not None:
+            return (origin, picture, *_open_picture(path))
         raise ImageSourceError(
-            f"{path}: unknown image format; open TIFF files (.tif/.tiff) or zarr / OME-Zarr "
-            f"directories, or load the image yourself and pass a numpy or dask array"
+            f"{path}: unknown image format; open TIFF files (.tif/.tiff), PNG / JPEG / BMP "
+            f"pictures or zarr / OME-Zarr directories, or load the image yourself and pass a "
+            f"numpy or dask array"
         )
     markers = (".zarray", ".zgroup", ".zattrs", "zarr.json")
     if not any((path / m).exists() for m in markers):
@@ -221,6 +239,68 @@ def _open_tiff(path: Path) -> tuple[_RawLevels, str | None]:
     else:
         levels = [(node, None)]
     return levels, _tiff_axes(tiff_axes)
+
+
+def _open_picture(path: Path) -> tuple[_RawLevels, str | None]:
+    """A PNG / JPEG / BMP file as one in-memory level: ``(H, W)`` grey or ``(H, W, C)``."""
+    import imageio.v3 as iio
+
+    try:
+        array = np.asarray(iio.imread(path))
+    except Exception as exc:  # imageio raises several types for broken files
+        raise ImageSourceError(f"{path}: cannot read as a picture ({exc})") from exc
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3):
+        raise ImageSourceError(
+            f"{path}: a picture of shape {array.shape} (animated?); save one frame, or a "
+            f"stack as TIFF / zarr"
+        )
+    return [(array, None)], "yx" if array.ndim == 2 else "yxc"
+
+
+def _tiff_guessed(path: str) -> bool:
+    """Whether a TIFF's first axis is planar colour samples (``S``) or an unnamed stack
+    (``Q`` / ``I``): tifffile writes any ``(3, H, W)`` array one of those ways, so the file
+    does not tell colour from planes (ImageJ / OME ``C``, ``Z``, ``T`` axes do)."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        return tif.series[0].axes[:1] in ("S", "Q", "I")
+
+
+def _is_ambiguous(shape: tuple[int, ...]) -> bool:
+    """A 3-D shape whose first axis may be colour channels or planes: 3 or 4 entries in
+    front of two large ones."""
+    return len(shape) == 3 and shape[0] in (3, 4) and min(shape[1:]) > 16
+
+
+def ambiguous_axes(origin: str, shape: tuple[int, ...]) -> str:
+    """The message refusing an ambiguous ``shape`` (see ``open_image(strict_axes=True)``)."""
+    return (
+        f"{origin}: shape {shape} is ambiguous: {shape[0]} colour channels or {shape[0]} "
+        f"z planes? Pass --axes cyx (channels) or --axes zyx (planes), or axes= in Python"
+    )
+
+
+def describe_axes(source: ImageSource) -> str:
+    """One line saying how ``source`` was read: its shape, axes and where they came from,
+    e.g. ``img.tif: shape (5, 200, 200) read as axes 'zyx' (5 z planes of 200 x 200, grey;
+    inferred from the shape; --axes changes it)``."""
+    level0 = source.levels[0].shape
+    parts = [f"{n} {a} planes" for a, n in zip(source.plane_axes, source.plane_shape, strict=True)]
+    height, width = source.spatial_shape
+    colour = "grey" if source.num_channels == 1 else f"{source.num_channels} channels"
+    what = ", ".join([*parts, f"{height} x {width}"]) + f", {colour}"
+    where = {
+        "given": "as given",
+        "metadata": "from the file's metadata",
+        "shape": "inferred from the shape",
+    }[source.config.axes_from]
+    return (
+        f"{source.config.origin}: shape {tuple(level0)} read as axes {source.axes!r} "
+        f"({what}; {where}; --axes changes it)"
+    )
 
 
 def _tiff_axes(tiff_axes: str) -> str | None:

@@ -21,6 +21,7 @@ import numpy as np
 
 __all__ = [
     "AXIS_LETTERS",
+    "PICTURE_SUFFIXES",
     "PLANE_LETTERS",
     "TIFF_SUFFIXES",
     "ImageSource",
@@ -33,6 +34,8 @@ __all__ = [
 AXIS_LETTERS = "tczyx"
 PLANE_LETTERS = "tz"
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2")
+# Plain picture files read whole with imageio (small images: screenshots, photos, figures).
+PICTURE_SUFFIXES = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".bmp": "bmp"}
 # Budget for the percentile subsample: whole planes up to this many pixels are read with a
 # stride; larger planes are sampled by chunk-aligned windows so huge images stay cheap.
 _SMALL_PLANE_PIXELS = 2048 * 2048
@@ -69,8 +72,11 @@ class SourceConfig:
     Attributes:
         origin: resolved path of a store or file, or ``"<numpy>"`` / ``"<dask>"`` /
             ``"<zarr>"`` / ``"<array>"`` for in-memory sources.
-        kind: ``"numpy"``, ``"dask"``, ``"zarr"``, ``"ome-zarr"``, ``"tiff"`` or ``"array"``.
+        kind: ``"numpy"``, ``"dask"``, ``"zarr"``, ``"ome-zarr"``, ``"tiff"``, ``"png"``,
+            ``"jpeg"``, ``"bmp"`` or ``"array"``.
         axes: axis letters of every level, e.g. ``"tczyx"``.
+        axes_from: where ``axes`` came from: ``"given"`` (the caller), ``"metadata"``
+            (OME-Zarr / TIFF / picture file) or ``"shape"`` (inferred); not compared.
         bands: the three channel indices mapped to R, G, B by ``read_rgb``.
         level: the default level for reads (0 = full resolution; coarser = faster).
         nodata: value marking missing pixels (NaN and inf are always missing), or None.
@@ -84,6 +90,7 @@ class SourceConfig:
     level: int
     nodata: float | None
     percentiles: tuple[float, float] = (0.5, 99.5)
+    axes_from: str = field(default="given", compare=False)
 
 
 class ImageSource:
@@ -464,9 +471,8 @@ class ImageSource:
         return np.concatenate(blocks, axis=0)
 
     def _data_identity(self) -> str:
-        if self.config.kind in ("zarr", "ome-zarr", "tiff") and not self.config.origin.startswith(
-            "<"
-        ):
+        on_disk = ("zarr", "ome-zarr", "tiff", *PICTURE_SUFFIXES.values())
+        if self.config.kind in on_disk and not self.config.origin.startswith("<"):
             return self.config.origin
         array = self.levels[0].array
         name = getattr(array, "name", None)

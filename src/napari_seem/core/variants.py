@@ -20,7 +20,8 @@ class VariantSummary:
 
 VARIANT_SUMMARIES: dict[str, VariantSummary] = {
     "seem-lite": VariantSummary(
-        "EfficientNet-Lite0 + MiniLM", "trained parts in the package once shipped (model card)"
+        "EfficientNet-Lite0 + MiniLM",
+        "trained, shipped in the package (6 MB; model card: model/data/SEEM_LITE_CARD.md)",
     ),
     "seem-focalt-v1": VariantSummary("FocalNet-T", "official"),
     "seem-focall-v1": VariantSummary("FocalNet-L", "official"),
@@ -36,6 +37,7 @@ def seem_lite_shipped() -> bool:
     return path.is_file()
 
 
-# The embedded default model: seem-lite once its weights ship; until then the reduced random
-# configuration, and scripts that use it say so.
+# The embedded default model: seem-lite, whose trained weights ship in the package; an
+# installation without them (a stripped build) falls back to the reduced random
+# configuration, and the commands that use it say so.
 DEFAULT_VARIANT = "seem-lite" if seem_lite_shipped() else "seem-tiny-focal"
