@@ -201,23 +201,6 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _engine_limit_kwargs(engine_cls: type, limits: object) -> dict[str, object]:
-    """The ``Engine`` arguments that carry ``limits``: ``limits=`` itself where the engine
-    takes it, else the single limits it has arguments for."""
-    import inspect
-
-    accepted = inspect.signature(engine_cls).parameters
-    if "limits" in accepted:
-        return {"limits": limits}
-    single = {
-        "cache_bytes": "cache_bytes_per_session",
-        "max_tiles": "max_tiles",
-        "max_upload_bytes": "max_upload_bytes",
-        "max_result_pixels": "max_result_pixels",
-    }
-    return {arg: getattr(limits, name) for arg, name in single.items() if arg in accepted}
-
-
 def _write_token_file(path: str, token: str) -> None:
     """Write ``token`` to ``path``, readable by its owner only."""
     import os
@@ -270,7 +253,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             halo=args.halo,
             cache_dir=args.cache_dir,
             work_dir=args.weights_dir,
-            **_engine_limit_kwargs(Engine, limits),  # type: ignore[arg-type]
+            limits=limits,
         )
     except (CheckpointError, InvalidRequestError, ValueError) as exc:
         raise CliError(str(exc)) from exc
