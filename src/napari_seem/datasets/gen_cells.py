@@ -243,11 +243,12 @@ def generate_brightfield(rng: np.random.Generator, shape: tuple[int, int], **opt
     opt, v = _common(rng, "brightfield", options)
     lay = cell_layout(rng, shape, v["diameter"], v["coverage"], v["confluent"])
     phi = _phase(rng, lay)
-    defocus = float(rng.choice([-1.0, 1.0])) * float(rng.uniform(1.5, 4.0))
-    lap = ndimage.gaussian_laplace(phi, 1.5)
-    grey = 0.85 * (1.0 - float(rng.uniform(0.02, 0.1)) * phi) + defocus * lap
-    grain = texture(rng, shape, 0.8, 3.0)
-    grey += 0.015 * grain + 0.04 * grain * lay.depth
+    defocus = float(rng.choice([-1.0, 1.0])) * float(rng.uniform(1.0, 3.0))
+    lap = ndimage.gaussian_laplace(phi, 1.2)
+    inside = lay.labels > 0
+    granules = np.clip(texture(rng, shape, 0.7, 2.0) - 1.2, 0, None) * inside
+    grey = 0.85 * (1.0 - float(rng.uniform(0.02, 0.06)) * phi - 0.08 * granules) + defocus * lap
+    grey += 0.012 * texture(rng, shape, 0.8, 3.0)
     light = illumination(rng, shape, float(rng.uniform(0.1, 0.6)))
     return _finish(
         rng, "brightfield", lay, np.clip(grey, 0.02, None) * light, opt, v, rng.uniform(0.8, 1.0)

@@ -81,7 +81,7 @@ def generate_em(rng: np.random.Generator, shape: tuple[int, int], **options: Any
     inside = labels > 0
     depth = ndimage.distance_transform_edt(inside).astype(np.float32)
 
-    level = np.concatenate([[0.0], rng.uniform(0.62, 0.85, n)])
+    level = np.concatenate([[0.0], rng.uniform(0.66, 0.82, n)])
     grain = 0.07 * texture(rng, shape, 0.6, 1.6) + 0.05 * texture(rng, shape, 1.5, 6.0)
     cyto = level[labels] * (1.0 + grain)
     # membranes: a dark band centred on the background pixels between neurites

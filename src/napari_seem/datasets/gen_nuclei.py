@@ -20,6 +20,7 @@ Options (a drawn default when not given; all recorded in ``meta``):
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -61,13 +62,13 @@ def draw_sizes(
     the rasterised object (which rounds to whole pixels) stays inside the requested range.
     """
     lo, hi = diameter
-    typical = log_uniform(rng, lo, hi)
+    typical = float(log_uniform(rng, lo, hi))
     lo_eff = min(lo * 1.04 + 0.6, (lo + hi) / 2)
     hi_eff = max(hi * 0.97 - 0.4, lo_eff)
 
     def draw() -> float:
-        d = typical * float(np.exp(rng.normal(0.0, spread)))
-        return float(np.clip(d, lo_eff, hi_eff)) / 2.0
+        d = typical * math.exp(rng.normal(0.0, spread))
+        return min(max(d, lo_eff), hi_eff) / 2.0
 
     return float(typical), draw
 

@@ -41,7 +41,7 @@ __all__ = ["HE_CLASSES", "HE_OPTIONS", "generate_he"]
 HE_OPTIONS = ("diameter", "glands", "target")
 HE_CLASSES = ("epithelial nucleus", "stromal nucleus", "lymphocyte")
 _H = np.array([0.650, 0.704, 0.286])
-_E = np.array([0.072, 0.990, 0.105])
+_E = np.array([0.06, 0.90, 0.32])
 
 
 def _glands(
@@ -153,15 +153,13 @@ def generate_he(rng: np.random.Generator, shape: tuple[int, int], **options: Any
     glabels, gclasses = tidy(graw, {int(i): "gland" for i in np.unique(graw) if i}, min_size=30)
 
     # stain amounts
-    fibre = 0.5 + 0.5 * np.sin(
-        2
-        * np.pi
-        * (np.arange(h)[:, None] * np.cos(flow) + np.arange(w)[None, :] * np.sin(flow))
-        / (typical * rng.uniform(0.4, 0.8))
-        + 1.5 * smooth_noise(rng, shape, 2 * typical)
-    )
+    wave = 2 * np.pi / (typical * rng.uniform(0.8, 1.6))
+    phase = (np.arange(h)[:, None] * np.cos(flow) + np.arange(w)[None, :] * np.sin(flow)) * wave
+    phase = phase + 2.5 * smooth_noise(rng, shape, 1.5 * typical)
+    fibre = np.abs(np.sin(phase)) ** 0.6
     tex = texture(rng, shape, 0.8, 3.0)
-    eosin = rng.uniform(0.25, 0.5) * (0.5 + 0.9 * fibre**2) * (1 + 0.15 * tex)
+    strands = 0.5 + 0.5 * np.tanh(3 * (fibre - 0.35) + 0.8 * texture(rng, shape, 1.0, 4.0))
+    eosin = rng.uniform(0.3, 0.55) * (0.3 + 0.8 * strands) * (1 + 0.15 * tex)
     eosin = np.where(smooth_noise(rng, shape, 3 * typical) > 1.7, 0.05, eosin)  # tears / fat
     haem = 0.03 + 0.02 * tex
     epi = (graw > 0) & ~lumen_mask

@@ -213,6 +213,7 @@ def place_centres(
     min_gap: float = 0.85,
     max_tries: int = 20000,
     margin: float = 0.5,
+    patience: int = 400,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Dart throwing: centres and radii until ``coverage`` of the image area is drawn.
 
@@ -224,46 +225,54 @@ def place_centres(
         min_gap: two centres are never closer than ``min_gap * (r_i + r_j)`` (``< 1`` allows
             overlap, ``1`` allows touching only).
         margin: centres may lie up to ``margin * r`` outside the image (objects cut by the edge).
+        patience: stop after this many rejected tries in a row (the image is full).
 
     Returns:
         ``centres`` (N, 2) float64 (row, col) and ``radii`` (N,) float64.
     """
     h, w = shape
-    cap = 4096
-    cen = np.zeros((cap, 2))
-    rad = np.zeros(cap)
-    n = 0
+    cen = np.zeros((0, 2))
+    rad = np.zeros(0)
     area = 0.0
     target = coverage * h * w
-    for _ in range(max_tries):
-        if area >= target:
-            break
-        r = draw_radius()
-        if n and rng.random() < touching:
-            j = int(rng.integers(n))
-            ang = rng.uniform(0, 2 * np.pi)
-            dist = (r + rad[j]) * rng.uniform(min_gap, max(min_gap + 0.05, 1.0))
-            p = cen[j] + dist * np.array([np.sin(ang), np.cos(ang)])
-        else:
-            p = np.array(
-                [rng.uniform(-margin * r, h + margin * r), rng.uniform(-margin * r, w + margin * r)]
-            )
-        if not (-margin * r <= p[0] <= h + margin * r and -margin * r <= p[1] <= w + margin * r):
-            continue
-        if n:
-            gap = np.hypot(cen[:n, 0] - p[0], cen[:n, 1] - p[1]) - min_gap * (rad[:n] + r)
-            if gap.min() < 0:
-                continue
-        if n == cap:
-            cap *= 2
-            cen = np.resize(cen, (cap, 2))
-            rad = np.resize(rad, cap)
-        cen[n], rad[n] = p, r
-        n += 1
-        # only the part inside the image counts towards the coverage
-        inside = min(p[0] + r, h) - max(p[0] - r, 0), min(p[1] + r, w) - max(p[1] - r, 0)
-        area += np.pi * r * r * max(inside[0], 0) * max(inside[1], 0) / (4 * r * r)
-    return cen[:n].copy(), rad[:n].copy()
+    misses = tries = 0
+    batch = 32
+    while area < target and misses < patience and tries < max_tries:
+        # a batch of candidates, checked against the placed ones in one vectorised step
+        r = np.array([draw_radius() for _ in range(batch)])
+        p = np.column_stack(
+            [rng.uniform(-margin * r, h + margin * r), rng.uniform(-margin * r, w + margin * r)]
+        )
+        if len(rad):
+            near = rng.random(batch) < touching
+            j = rng.integers(0, len(rad), batch)
+            ang = rng.uniform(0, 2 * np.pi, batch)
+            dist = (r + rad[j]) * rng.uniform(min_gap, max(min_gap + 0.05, 1.0), batch)
+            nb = cen[j] + dist[:, None] * np.column_stack([np.sin(ang), np.cos(ang)])
+            p = np.where(near[:, None], nb, p)
+        tries += batch
+        ok = (p[:, 0] >= -margin * r) & (p[:, 0] <= h + margin * r)
+        ok &= (p[:, 1] >= -margin * r) & (p[:, 1] <= w + margin * r)
+        if len(rad):
+            gap = np.hypot(p[:, None, 0] - cen[None, :, 0], p[:, None, 1] - cen[None, :, 1])
+            ok &= (gap - min_gap * (r[:, None] + rad[None, :])).min(1) >= 0
+        taken: list[int] = []
+        for i in np.flatnonzero(ok):  # candidates of one batch must also keep apart
+            if taken:
+                t = np.asarray(taken)
+                if (np.hypot(*(p[t] - p[i]).T) - min_gap * (r[t] + r[i])).min() < 0:
+                    continue
+            taken.append(int(i))
+            ext0 = min(p[i, 0] + r[i], h) - max(p[i, 0] - r[i], 0)
+            ext1 = min(p[i, 1] + r[i], w) - max(p[i, 1] - r[i], 0)
+            area += np.pi * max(ext0, 0) * max(ext1, 0) / 4  # the part inside the image
+            if area >= target:
+                break
+        misses = 0 if taken else misses + batch
+        if taken:
+            cen = np.concatenate([cen, p[taken]])
+            rad = np.concatenate([rad, r[taken]])
+    return cen, rad
 
 
 def camera(
