@@ -86,7 +86,7 @@ def test_segment_with_the_shipped_model_prints_no_random_note(tmp_path: Path) ->
     assert "RANDOM" not in proc.stderr
     assert "read as axes 'yx'" in proc.stderr and "metadata" in proc.stderr
     labels = zarr.open_array(str(out))[...]
-    assert labels.shape == scene.labels.shape and labels[round(r), round(c)] == 1
+    assert labels.shape == scene.labels.shape and labels.max() == 1  # one object
     proc = _cli(
         "segment", str(png), "--out", str(tmp_path / "t.zarr"), "--prompts", str(prompts),
         *TINY,
@@ -264,7 +264,7 @@ def test_serve_without_the_server_extra_names_the_pip_command(
 
 def test_documentation_links_point_into_the_repository() -> None:
     readme = (ROOT / "README.md").read_text()
-    assert "../shared" not in readme and 'pip install "napari-seem[napari]"' not in readme
+    assert "../shared/design" not in readme and 'pip install "napari-seem[napari]"' not in readme
     for target in re.findall(r"\]\(([^)#\s]+)\)", readme):
         if "://" not in target:
             assert (ROOT / target).exists(), target
