@@ -16,7 +16,18 @@ import numpy as np
 from napari_seem.datasets.instances import boundary_mask
 from napari_seem.datasets.scene import Scene
 
-__all__ = ["display_rgb", "preview", "write_png"]
+__all__ = ["PREVIEW_SEEDS", "display_rgb", "preview", "write_png"]
+
+#: The (training-range) seed shown per modality in ``docs/images/synthetic``.
+PREVIEW_SEEDS = {
+    "nuclei": 1,
+    "cells": 1,
+    "phase_contrast": 2,
+    "brightfield": 4,
+    "em": 2,
+    "he": 6,
+    "landcover": 2,
+}
 
 
 def display_rgb(scene: Scene) -> np.ndarray:
@@ -72,7 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args[0] if args else "docs/images/synthetic")
     out.mkdir(parents=True, exist_ok=True)
     for modality in MODALITIES:
-        write_png(out / f"{modality}.png", preview(generate(modality, 1, (320, 320))))
+        scene = generate(modality, PREVIEW_SEEDS.get(modality, 1), (256, 256))
+        write_png(out / f"{modality}.png", preview(scene))
+    # the other stain of the fluorescent cells
+    membrane = generate("cells", 3, (256, 256), stain="membrane", diameter=(20, 80))
+    write_png(out / "cells_membrane.png", preview(membrane))
     return 0
 
 
