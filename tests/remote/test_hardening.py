@@ -267,6 +267,18 @@ def test_slow_headers_are_cut_at_the_header_deadline(server: Launched) -> None:
     assert closed and seconds < SHORT_S + 2
 
 
+@pytest.mark.skipif(BEFORE, reason="the deadline flags are new")
+def test_an_idle_kept_alive_connection_outlives_the_header_deadline(server: Launched) -> None:
+    request = f"GET /info HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {server.token}\r\n\r\n"
+    sock = _connect(server)
+    sock.sendall(request.encode())
+    assert b" 200 " in _read_reply(sock, 1.0)
+    time.sleep(SHORT_S * 2)  # idle past the header deadline, within the keep-alive timeout
+    sock.sendall(request.encode())
+    assert b" 200 " in _read_reply(sock, 1.0)
+    sock.close()
+
+
 # ---------------------------------------------------------------------- finding 4
 
 

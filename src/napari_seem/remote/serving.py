@@ -8,8 +8,8 @@ uvicorn settings from :class:`~napari_seem.engine.limits.ServerLimits`:
 - ``h11_max_incomplete_event_size``: request headers larger than ``max_header_bytes`` are
   refused (400) before they are buffered further;
 - a header deadline (:class:`HardenedH11Protocol`): a connection that has not sent complete
-  request headers ``header_timeout_s`` after it opened (or after its previous response) is
-  closed, however slowly it trickles bytes (uvicorn's keep-alive timer restarts on every
+  request headers ``header_timeout_s`` after it opened (or after the first byte of its next
+  request) is closed, however slowly it trickles bytes (uvicorn's keep-alive timer restarts on every
   byte, so it alone does not bound a slow client);
 - ``TCP_NODELAY`` on every accepted connection, so a small reply on a reused connection is
   not held back by Nagle's algorithm against the client's delayed ACK (about 40 ms a
@@ -47,9 +47,10 @@ def set_nodelay(transport: asyncio.BaseTransport) -> None:
 class HardenedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol with a request-header deadline and ``TCP_NODELAY``.
 
-    The deadline is :attr:`header_timeout_s` (set by :func:`uvicorn_config` on a subclass);
-    it is armed when the connection opens and after each response, and closes the
-    connection when the peer's next request headers are still incomplete then.
+    The deadline is :attr:`header_timeout_s` (set by :func:`uvicorn_config` on a subclass):
+    it runs from the moment the connection opens, and on a kept-alive connection from the
+    first byte of the next request (the idle time before it is uvicorn's keep-alive
+    timeout), and closes the connection when those request headers are still incomplete.
     """
 
     header_timeout_s: float = ServerLimits.header_timeout_s
@@ -59,11 +60,18 @@ class HardenedH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         set_nodelay(transport)
-        self._arm_header_deadline()
+        self._arm_header_deadline()  # a new connection must send its headers in time
+
+    def data_received(self, data: bytes) -> None:
+        if self._header_deadline is None and self.conn.their_state is h11.IDLE:
+            self._arm_header_deadline()  # the first byte of the next request: its deadline
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:
+            self._disarm_header_deadline()  # the headers are complete
 
     def on_response_complete(self) -> None:
+        self._disarm_header_deadline()  # idle now: uvicorn's keep-alive timer applies
         super().on_response_complete()
-        self._arm_header_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_header_deadline()
