@@ -10,7 +10,8 @@ included; ``meta["nuclei"]`` is an ``(H, W)`` int32 map giving each nucleus the 
 
 Options:
     diameter: ``(lo, hi)`` cell equivalent diameters in px, default ``(12, 400)`` (log-uniform
-        typical size, so both small cells and large 50-400 px cells occur).
+        typical size, so both small cells and large 50-400 px cells occur). A free cell's
+        size stays in the range; in a confluent sheet neighbours cut cells smaller.
     density: ``"sparse"``, ``"medium"``, ``"crowded"`` or a coverage fraction.
     confluent: pack cells into sheets that share borders (default random; crowded: likely).
     stain: ``cells`` only: ``"membrane"`` or ``"cytoplasm"`` (default random).

@@ -8,7 +8,9 @@ Image: ``(H, W)`` uint8. Truth: one instance per neurite profile (class ``"neuri
 membranes between them are background (0), so neighbours never share a border.
 
 Options:
-    diameter: ``(lo, hi)`` neurite equivalent diameters in px, default ``(10, 120)``.
+    diameter: ``(lo, hi)`` px range of the typical neurite calibre, default ``(10, 120)``;
+        profiles spread widely around it (a power diagram, shrunk by the membranes), so single
+        profiles can fall outside the range.
     membrane: membrane width in px, default 1.5-3.5.
     mitochondria: expected mitochondria per neurite, default 0.1-0.6.
     blur: blur sigma in px, default 0.4-1.2.
