@@ -165,8 +165,10 @@ def _wrote_csv(target: Target) -> bool:
     import zarr
 
     try:
-        attrs = dict(zarr.open_array(str(target.labels), mode="r").attrs.get("napari_seem", {}))
+        attrs: Any = zarr.open_array(str(target.labels), mode="r").attrs.get("napari_seem")
     except Exception:  # unreadable labels: _reopen's checks speak for them
+        return False
+    if not isinstance(attrs, dict):
         return False
     return bool(attrs.get("complete")) and attrs.get("class_table_csv") == target.csv.name
 
