@@ -189,3 +189,11 @@ def test_unknown_modality_and_option_are_refused() -> None:
         generate("xray", 0)
     with pytest.raises(TypeError, match="unknown option"):
         generate("nuclei", 0, SHAPE, radius=3)
+
+
+def test_nuclei_of_two_size_populations() -> None:
+    scene = generate("nuclei", 2, (160, 160), populations=2, diameter=(8, 40), touching=0.8)
+    assert_exact(scene)
+    assert len(scene.meta["typical_diameters"]) == 2
+    with pytest.raises(ValueError, match="populations"):
+        generate("nuclei", 2, SHAPE, populations=5)

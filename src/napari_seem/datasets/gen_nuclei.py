@@ -16,6 +16,8 @@ Options (a drawn default when not given; all recorded in ``meta``):
     photons: photo-electrons at the typical nucleus brightness, default 40-3000 (log-uniform).
     background: background level relative to a nucleus, default 0.02-0.2.
     uneven: relative amplitude of the illumination / background variation, default 0-0.6.
+    populations: 1-3 size populations, each with its own typical diameter in the range
+        (e.g. small and large nuclei side by side), default 1 (30 %: 2).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ NUCLEI_OPTIONS = (
     "photons",
     "background",
     "uneven",
+    "populations",
 )
 
 
@@ -100,7 +103,16 @@ def generate_nuclei(rng: np.random.Generator, shape: tuple[int, int], **options:
     if dtype not in ("uint8", "uint16"):
         raise ValueError(f"dtype must be 'uint8' or 'uint16', got {dtype!r}")
 
-    typical, draw_radius = draw_sizes(rng, diameter, float(rng.uniform(0.06, 0.2)))
+    pops = int(opt.get("populations", 1 if rng.random() < 0.7 else 2))
+    if not 1 <= pops <= 3:
+        raise ValueError(f"populations must be 1, 2 or 3, got {pops}")
+    spread = float(rng.uniform(0.06, 0.2))
+    drawers = [draw_sizes(rng, diameter, spread) for _ in range(pops)]
+    typical = drawers[0][0]
+
+    def draw_radius() -> float:
+        return float(drawers[int(rng.integers(pops))][1]())
+
     centres, radii = place_centres(
         rng,
         shape,
@@ -146,6 +158,7 @@ def generate_nuclei(rng: np.random.Generator, shape: tuple[int, int], **options:
     meta = {
         "modality": "nuclei",
         "typical_diameter": typical,
+        "typical_diameters": tuple(d[0] for d in drawers),
         "white": white,
         **opt.resolved,
         "density": coverage,
