@@ -16,7 +16,7 @@ import numpy as np
 from napari_seem.datasets.instances import boundary_mask
 from napari_seem.datasets.scene import Scene
 
-__all__ = ["PREVIEW_SEEDS", "display_rgb", "preview", "write_png"]
+__all__ = ["PREVIEW_OPTIONS", "PREVIEW_SEEDS", "display_rgb", "preview", "write_png"]
 
 #: The (training-range) seed shown per modality in ``docs/images/synthetic``.
 PREVIEW_SEEDS = {
@@ -27,6 +27,10 @@ PREVIEW_SEEDS = {
     "em": 2,
     "he": 6,
     "landcover": 2,
+}
+#: Options of the preview scenes (the nuclei picture shows crowded nuclei of two sizes).
+PREVIEW_OPTIONS: dict[str, dict[str, object]] = {
+    "nuclei": {"density": "crowded", "populations": 2, "diameter": (8, 30), "touching": 0.7},
 }
 
 
@@ -83,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args[0] if args else "docs/images/synthetic")
     out.mkdir(parents=True, exist_ok=True)
     for modality in MODALITIES:
-        scene = generate(modality, PREVIEW_SEEDS.get(modality, 1), (256, 256))
+        options = PREVIEW_OPTIONS.get(modality, {})
+        scene = generate(modality, PREVIEW_SEEDS.get(modality, 1), (256, 256), **options)
         write_png(out / f"{modality}.png", preview(scene))
     # the other stain of the fluorescent cells
     membrane = generate("cells", 3, (256, 256), stain="membrane", diameter=(20, 80))
