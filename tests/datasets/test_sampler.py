@@ -99,3 +99,8 @@ def test_rescale_and_augment_keep_labels_exact(modality: str) -> None:
     assert_exact(moved)
     areas = sorted(np.bincount(scene.instances.ravel()))
     assert sorted(np.bincount(moved.instances.ravel())) == areas
+
+
+def test_sampler_skips_crops_without_enough_objects() -> None:
+    sampler = CropSampler(["cells"], crop=(64, 64), seed=5, min_instances=3)
+    assert all(next(sampler).n_instances >= 3 for _ in range(4))

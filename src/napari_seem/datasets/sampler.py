@@ -228,6 +228,8 @@ class CropSampler:
             :class:`HeldOutSeedError`).
         config: augmentation strengths.
         options: per-modality generator options, e.g. ``{"nuclei": {"diameter": (8, 30)}}``.
+        min_instances: a crop with fewer objects is thrown away and drawn again (up to 20
+            times; then the last one is returned), so that every step has something to learn.
     """
 
     def __init__(
@@ -238,6 +240,7 @@ class CropSampler:
         seed: int = 0,
         config: Augment = Augment(),
         options: Mapping[str, Mapping[str, Any]] | None = None,
+        min_instances: int = 1,
     ) -> None:
         check_training_seed(seed)
         if modalities is None:
@@ -254,6 +257,7 @@ class CropSampler:
         self.crop = (int(crop[0]), int(crop[1]))
         self.config = config
         self.options = {k: dict(v) for k, v in (options or {}).items()}
+        self.min_instances = int(min_instances)
         self._rng = np.random.default_rng([seed, 0x5EED])
 
     def __iter__(self) -> Iterator[Scene]:
@@ -263,7 +267,15 @@ class CropSampler:
         return self.sample()
 
     def sample(self) -> Scene:
-        """The next crop: a :class:`Scene` of shape ``crop``."""
+        """The next crop: a :class:`Scene` of shape ``crop`` with at least ``min_instances``
+        objects (see the class docstring)."""
+        for _ in range(20):
+            out = self._draw()
+            if out.n_instances >= self.min_instances:
+                break
+        return out
+
+    def _draw(self) -> Scene:
         rng = self._rng
         modality = self.modalities[int(rng.choice(len(self.modalities), p=self._p))]
         scene_seed = int(rng.integers(0, HELD_OUT_START))
