@@ -10,12 +10,15 @@ from typing import TYPE_CHECKING, Any
 
 from napari_seem.core.labels import LabelsCrop
 from napari_seem.engine.errors import (
+    CapacityError,
     EngineError,
     ImageTooLargeError,
     InvalidRequestError,
     JobResultUnavailableError,
     PromptOutsideImageError,
     StaleCacheRefusedError,
+    TooManyJobsError,
+    TooManySessionsError,
     UnknownImageError,
     UnknownJobError,
     UnknownSessionError,
@@ -51,6 +54,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "CapacityError",
     "Engine",
     "EngineError",
     "ImageInfo",
@@ -69,6 +73,8 @@ __all__ = [
     "Session",
     "SessionInfo",
     "StaleCacheRefusedError",
+    "TooManyJobsError",
+    "TooManySessionsError",
     "UnknownImageError",
     "UnknownJobError",
     "UnknownSessionError",
