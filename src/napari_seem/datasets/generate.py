@@ -19,8 +19,10 @@ landcover      (H, W, B) float32 reflectance, B = 4..6         water, forest, fi
 ============== ============================================== ===================================
 
 Every scene is a pure function of its arguments: the same call gives byte-identical arrays in
-any process; different seeds give different scenes. Seeds >= ``HELD_OUT_START`` (10,000,000) are
-reserved for evaluation (see :mod:`napari_seem.datasets.sampler`).
+any process (with the same numpy / scipy / scikit-image versions: numpy does not promise
+identical random streams across its releases); different seeds give different scenes.
+Seeds >= ``HELD_OUT_START`` (10,000,000) are reserved for evaluation (see
+:mod:`napari_seem.datasets.sampler`).
 """
 
 from __future__ import annotations
