@@ -194,7 +194,7 @@ def test_sessions_are_capped(serve: Callable[..., tuple[Engine, str]]) -> None:
     image_id = _upload(url, image).json()["image_id"]
     reply = _raw(url, "POST", "/sessions", json={"image_id": image_id})
     assert reply.json()["error"]["type"] == "TooManySessionsError"
-    assert 400 <= reply.status_code < 500  # 429 once remote maps CapacityError
+    assert reply.status_code == 429
     engine.close_session(first)
     assert _raw(url, "POST", "/sessions", json={"image_id": image_id}).status_code == 201
 
@@ -496,3 +496,31 @@ def test_fine_tune_memory_is_given_back_after_cancel(tmp_path: Path) -> None:
     kept = figures["after"] - figures["baseline"]
     assert grown > 100  # the run did allocate
     assert kept < 0.4 * grown, figures
+
+
+def test_a_store_whose_chunks_link_outside_the_roots_is_refused(
+    serve: Callable[..., tuple[Engine, str]], roots: Path, tmp_path: Path
+) -> None:
+    """Finding 6, before: only the top path was resolved, so a store inside the root whose
+    chunk folder links outside opened (201) and its pixels were read. After: 403."""
+    import shutil
+
+    import zarr
+
+    outside = tmp_path / "secret"
+    real = zarr.create_array(
+        store=str(outside / "real.zarr"), shape=(64, 64), chunks=(32, 32), dtype="u1"
+    )
+    real[...] = 7
+    store = roots / "linked.zarr"
+    store.mkdir()
+    shutil.copy(outside / "real.zarr" / "zarr.json", store / "zarr.json")
+    (store / "c").symlink_to(outside / "real.zarr" / "c")
+    plain = roots / "plain.zarr"
+    zarr.create_array(store=str(plain), shape=(64, 64), chunks=(32, 32), dtype="u1")[...] = 1
+    _, url = serve()
+    refused = _raw(url, "POST", "/sessions", json={"path": str(store)})
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["error"]["type"] == "PathEscapeError"
+    assert "outside the allowed roots" in refused.json()["error"]["message"]
+    assert _raw(url, "POST", "/sessions", json={"path": str(plain)}).status_code == 201

@@ -17,7 +17,7 @@ from zarr.storage import LocalStore
 
 from napari_seem.engine.errors import EngineError
 
-__all__ = ["ConfinedStore", "PathEscapeError", "open_confined"]
+__all__ = ["ConfinedStore", "PathEscapeError", "check_links", "open_confined"]
 
 
 class PathEscapeError(EngineError, PermissionError):
@@ -72,6 +72,38 @@ class ConfinedStore(LocalStore):
         """Whether the key exists (refused when it links outside the roots)."""
         self._key(key)
         return await super().exists(key)
+
+
+def check_links(path: Path | str, roots: Sequence[Path | str]) -> None:
+    """Refuse a store directory holding any symlink whose real path is outside ``roots``.
+
+    Walks the directory once without following links (only symlinks can point outside: a
+    regular file or folder under a folder inside a root is inside it), so opening the store
+    afterwards by its path reads only what lies inside the roots.
+
+    Raises:
+        PathEscapeError: the directory or one of its symlinks resolves outside.
+    """
+    import os
+
+    real_roots = tuple(Path(r).resolve() for r in roots)
+
+    def confine(entry: Path, what: str) -> None:
+        real = entry.resolve()
+        if not any(real == r or real.is_relative_to(r) for r in real_roots):
+            allowed = ", ".join(str(r) for r in real_roots) or "none"
+            raise PathEscapeError(
+                f"{what} {str(entry)!r} resolves to {str(real)!r}, outside the allowed roots "
+                f"({allowed}): a store may not link outside them; copy the data under a root"
+            )
+
+    top = Path(path)
+    confine(top, "the store")
+    for folder, dirs, files in os.walk(top, followlinks=False):
+        for name in (*dirs, *files):
+            entry = Path(folder) / name
+            if entry.is_symlink():
+                confine(entry, "the store entry")
 
 
 def open_confined(path: Path | str, roots: Sequence[Path | str]) -> Any:

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from napari_seem.engine import (
+    CapacityError,
     EngineError,
     ImageTooLargeError,
     InvalidRequestError,
@@ -26,6 +27,7 @@ from napari_seem.engine import (
     UnknownJobError,
     UnknownSessionError,
 )
+from napari_seem.engine.confined import PathEscapeError
 from napari_seem.remote.protocol import ErrorBody, ErrorReply
 
 __all__ = [
@@ -48,6 +50,8 @@ ENGINE_STATUS: dict[type[EngineError], int] = {
     ImageTooLargeError: 413,
     StaleCacheRefusedError: 409,
     JobResultUnavailableError: 409,
+    CapacityError: 429,
+    PathEscapeError: 403,
     InvalidRequestError: 400,
 }
 
@@ -63,10 +67,12 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     for code, text in {
         400: "a request the engine cannot serve as given",
         401: "missing or wrong bearer token",
+        403: "a path outside the allowed roots (symlinks inside stores included)",
         404: "unknown session, job or image",
         409: "stale feature cache, or a job result that is not available",
         413: "request body larger than the server's limit, or an image over the budget",
         422: "malformed request, invalid or too large prompt",
+        429: "too many sessions or jobs held: close some and retry",
     }.items()
 }
 

@@ -6,9 +6,12 @@ as the packed-bit payload of :mod:`napari_seem.remote.protocol`.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import APIRouter
 
 from napari_seem.engine import EngineError
+from napari_seem.engine.confined import check_links
 from napari_seem.remote.protocol import (
     GroundRequest,
     ObjectsReply,
@@ -36,6 +39,8 @@ router = APIRouter(dependencies=AUTH, responses=ERRORS)
 def open_session(ctx: Context, body: OpenSessionRequest) -> SessionReply:
     engine = ctx.engine
     source = None if body.path is None else ctx.roots.check(body.path)
+    if source is not None and Path(source).is_dir():
+        check_links(source, ctx.roots.dirs)  # a store's symlinks must stay inside the roots
     try:
         session_id = engine.open_session(
             source,
