@@ -414,6 +414,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"napari-seem: error: {message}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `napari-seem models | head`: the reader left, not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         again = "; run the same command again to resume" if resumable(args) else ""
         print(f"napari-seem: interrupted{again}", file=sys.stderr)

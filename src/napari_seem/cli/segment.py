@@ -125,10 +125,9 @@ def _bands(text: str | None) -> tuple[int, int, int] | None:
     return (values[0], values[1], values[2])
 
 
-def _axes(path: str, axes: str | None) -> str:
-    """The axes of the input (``axes`` or read / inferred), after printing how it is read.
-
-    A path that is not an image is left to the batch run, whose message names it.
+def _axes(path: str, axes: str | None) -> tuple[str, str]:
+    """The axes of the input (``axes`` or read / inferred) and the line saying how it is
+    read (printed once every check has passed and the run starts).
 
     Raises:
         CliError: the shape is ambiguous and ``axes`` is None, or ``axes`` does not fit.
@@ -142,8 +141,7 @@ def _axes(path: str, axes: str | None) -> str:
     except ImageSourceError as exc:
         raise CliError(str(exc)) from exc
     try:
-        print(describe_axes(source), file=sys.stderr)
-        return source.axes
+        return source.axes, describe_axes(source)
     finally:
         source.close()
 
@@ -197,7 +195,14 @@ def run_segment(args: argparse.Namespace) -> int:
         bar.update(progress.done - bar.n)
 
     bands = _bands(args.bands)
-    axes = _axes(args.input, args.axes)
+    axes, how_read = _axes(args.input, args.axes)
+    random = random_weights(args.variant, checkpoint)
+
+    def on_start() -> None:
+        print(how_read, file=sys.stderr)
+        if random:
+            print(RANDOM_WEIGHTS_NOTE.format(variant=args.variant), file=sys.stderr)
+
     try:
         task = Task.from_options(
             vocabulary=args.vocabulary, text=args.text, prompts=args.prompts, mode=args.mode
@@ -223,11 +228,7 @@ def run_segment(args: argparse.Namespace) -> int:
             model=spec,
             scheduler=args.scheduler,
             reporter=reporter,
-            on_start=(
-                (lambda: print(RANDOM_WEIGHTS_NOTE.format(variant=args.variant), file=sys.stderr))
-                if random_weights(args.variant, checkpoint)
-                else None
-            ),
+            on_start=on_start,
         )
     except BatchConfigError as exc:
         raise CliError(str(exc)) from exc
