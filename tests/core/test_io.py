@@ -385,3 +385,53 @@ def test_read_level_rgb_takes_windows_in_level_pixels(tmp_path: Path) -> None:
         src.read_level_rgb(0, 0, 33, 10, level=1)
     with pytest.raises(ImageSourceError, match=r"levels 0\.\.2"):
         src.spatial_shape_at(3)
+
+
+def test_png_and_jpeg_pictures_open_as_grey_or_colour(tmp_path: Path) -> None:
+    import imageio.v3 as iio
+
+    from napari_seem.core.image_open import describe_axes
+
+    grey = _rng().integers(0, 255, (40, 50), dtype=np.uint8)
+    iio.imwrite(tmp_path / "g.png", grey)
+    src = open_image(tmp_path / "g.png")
+    assert src.config.kind == "png" and src.axes == "yx" and src.config.axes_from == "metadata"
+    np.testing.assert_array_equal(src.read_region(0, 0, 40, 50)[..., 0], grey)
+    rgba = _rng().integers(0, 255, (30, 20, 4), dtype=np.uint8)
+    iio.imwrite(tmp_path / "c.png", rgba)
+    src = open_image(tmp_path / "c.png")
+    assert src.axes == "yxc" and src.num_channels == 4 and src.bands == (0, 1, 2)
+    np.testing.assert_array_equal(src.read_rgb(0, 0, 30, 20), rgba[..., :3])
+    photo = np.zeros((32, 48, 3), np.uint8)
+    photo[:, 24:] = (200, 40, 10)
+    iio.imwrite(tmp_path / "p.JPG", photo)
+    src = open_image(tmp_path / "p.JPG")
+    assert src.config.kind == "jpeg" and src.spatial_shape == (32, 48)
+    assert abs(int(src.read_rgb(0, 0, 32, 48)[10, 40, 0]) - 200) < 20  # lossy, but red
+    assert "read as axes 'yxc' (32 x 48, 3 channels; from the file's metadata" in describe_axes(src)
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(ImageSourceError, match="cannot read as a picture"):
+        open_image(tmp_path / "broken.png")
+
+
+def test_strict_axes_refuses_ambiguous_shapes_and_says_what_was_assumed(tmp_path: Path) -> None:
+    from napari_seem.core.image_open import describe_axes
+
+    three = np.zeros((3, 40, 50), np.uint8)
+    # without strict_axes the documented inference stands (and says so)
+    loose = open_image(three)
+    assert loose.axes == "zyx" and loose.config.axes_from == "shape"
+    assert "inferred from the shape" in describe_axes(loose)
+    with pytest.raises(ImageSourceError, match=r"ambiguous.*--axes cyx.*--axes zyx"):
+        open_image(three, strict_axes=True)
+    tifffile.imwrite(tmp_path / "s.tif", three, photometric="rgb", planarconfig="separate")
+    with pytest.raises(ImageSourceError, match="ambiguous"):
+        open_image(tmp_path / "s.tif", strict_axes=True)
+    assert open_image(tmp_path / "s.tif", axes="zyx", strict_axes=True).plane_shape == (3,)
+    given = open_image(three, axes="cyx", strict_axes=True)
+    assert given.num_channels == 3 and "as given" in describe_axes(given)
+    # five planes, a channel-last image and named axes are not ambiguous
+    assert open_image(np.zeros((5, 40, 50), np.uint8), strict_axes=True).axes == "zyx"
+    assert open_image(np.zeros((40, 50, 3), np.uint8), strict_axes=True).axes == "yxc"
+    tifffile.imwrite(tmp_path / "ij.tif", three, imagej=True, metadata={"axes": "ZYX"})
+    assert open_image(tmp_path / "ij.tif", strict_axes=True).axes == "zyx"
