@@ -26,7 +26,7 @@ The code lives in :mod:`napari_seem.core.image_source` (the source and its reads
 No torch here (tier 1).
 """
 
-from napari_seem.core.image_open import open_image
+from napari_seem.core.image_open import ambiguous_axes, describe_axes, open_image
 from napari_seem.core.image_source import (
     AXIS_LETTERS,
     PLANE_LETTERS,
@@ -45,5 +45,7 @@ __all__ = [
     "ImageSourceError",
     "Level",
     "SourceConfig",
+    "ambiguous_axes",
+    "describe_axes",
     "open_image",
 ]

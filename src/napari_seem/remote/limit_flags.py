@@ -47,7 +47,8 @@ def _positive(kind: type) -> Any:
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
         if value <= 0:
-            raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+            least = "at least 1" if kind is int else "positive"
+            raise argparse.ArgumentTypeError(f"{text!r} must be {least}")
         return value
 
     return parse
