@@ -7,11 +7,14 @@ sample count ``n``. :class:`Stats` summarises samples (median, p95, mean, min).
 
 Report: :func:`machine_info` is the header every result file starts with (CPU model, cores,
 torch version, threads, date, commit); :func:`write_json` and :func:`markdown_table` write
-the results.
+the results; :func:`show_report` prints a finished report and says where it went.
+CLI: :func:`add_out_render_arguments` and :func:`add_no_isolate_argument` are the options
+several benchmarks share; :func:`rerender` is their ``--render`` (measure nothing).
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import json
 import math
@@ -38,7 +41,10 @@ __all__ = [
     "machine_info",
     "markdown_table",
     "peak_rss_bytes",
+    "rerender",
     "sample",
+    "show_report",
+    "stderr",
     "write_json",
     "write_report",
 ]
@@ -244,6 +250,62 @@ def write_report(
     md_path = out_dir / f"{stem}.md"
     md_path.write_text(markdown, encoding="utf-8")
     return json_path, md_path
+
+
+def stderr(message: str) -> None:
+    """Print a progress or outcome line on stderr (flushed): stdout holds only the report."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def show_report(
+    result: Mapping[str, Any],
+    written: tuple[Path, Path],
+    render: Callable[[Mapping[str, Any]], str],
+    say: Callable[[str], None] = stderr,
+) -> int:
+    """Print ``render(result)``, then say the ``(json, md)`` paths ``written``; returns 0."""
+    json_path, md_path = written
+    print(render(result))
+    say(f"wrote {json_path} and {md_path}")
+    return 0
+
+
+def rerender(
+    json_path: Path, out_dir: Path, stem: str, render: Callable[[Mapping[str, Any]], str]
+) -> tuple[Mapping[str, Any], Path]:
+    """Measure nothing: write ``out_dir/<stem>.md`` from an earlier result file.
+
+    Returns the result read from ``json_path`` and the path of the Markdown written.
+    """
+    result = json.loads(json_path.read_text(encoding="utf-8"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md_path = out_dir / f"{stem}.md"
+    md_path.write_text(render(result), encoding="utf-8")
+    return result, md_path
+
+
+def add_out_render_arguments(parser: argparse.ArgumentParser, stem: str, results_dir: Path) -> None:
+    """``--out`` (default ``results_dir``) and ``--render JSON`` (an earlier ``<stem>.json``)."""
+    parser.add_argument(
+        "--out", type=Path, default=results_dir, help="output folder (default %(default)s)"
+    )
+    parser.add_argument(
+        "--render",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help=f"measure nothing: rewrite the Markdown of an earlier {stem}.json into --out",
+    )
+
+
+def add_no_isolate_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--no-isolate`` (sets ``isolate`` False): measure ``what`` in this process."""
+    parser.add_argument(
+        "--no-isolate",
+        dest="isolate",
+        action="store_false",
+        help=f"measure {what}in this process (peak RSS then accumulates)",
+    )
 
 
 def centre_square(size: int, max_megapixels: float) -> tuple[int, int, int, int] | None:

@@ -40,6 +40,8 @@ from benchmarks._report import (
     load_average,
     machine_info,
     markdown_table,
+    show_report,
+    stderr,
     write_json,
 )
 
@@ -120,10 +122,6 @@ class Plan:
             eval_max_objects=1,
             eval_max_clicks=5,
         )
-
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def _section(name: str, fn: Callable[[], Any], say: Log) -> dict[str, Any]:
@@ -260,7 +258,7 @@ def run(
     threads: int = 2,
     checkpoint: str | None = None,
     note: str | None = None,
-    log: Log | None = _stderr,
+    log: Log | None = stderr,
     on_section: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Every section of ``plan``; the JSON-ready result.
@@ -642,7 +640,7 @@ def main(args: argparse.Namespace) -> int:
     if args.render is not None:
         result = json.loads(args.render.read_text(encoding="utf-8"))
         md.write_text(render_markdown(result), encoding="utf-8")
-        _stderr(f"wrote {md}")
+        stderr(f"wrote {md}")
         return 0
     plan = Plan.quick() if args.quick else Plan.full()
     paths = ("full", "fast") if args.full_decode else plan.paths
@@ -655,7 +653,4 @@ def main(args: argparse.Namespace) -> int:
         note=args.note,
         on_section=lambda partial: write_outputs(partial, out, md),
     )
-    json_path, md_path = write_outputs(result, out, md)
-    print(render_markdown(result))
-    _stderr(f"wrote {json_path} and {md_path}")
-    return 0
+    return show_report(result, write_outputs(result, out, md), render_markdown)

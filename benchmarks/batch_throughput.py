@@ -21,9 +21,7 @@ Run ``python -m benchmarks batch --help``; :func:`run` is the function API.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
-import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -34,12 +32,17 @@ from typing import Any
 import numpy as np
 
 from benchmarks._report import (
+    add_no_isolate_argument,
+    add_out_render_arguments,
     centre_square,
     header_lines,
     load_average,
     machine_info,
     markdown_table,
     peak_rss_bytes,
+    rerender,
+    show_report,
+    stderr,
     write_report,
 )
 
@@ -56,10 +59,6 @@ DEFAULT_MAX_MEGAPIXELS = 64.0
 CHUNK = 1000
 TEXT = "a round cell"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def _base_tile(seed: int) -> np.ndarray:
@@ -165,7 +164,7 @@ def run(
     short_side: int = DEFAULT_SHORT_SIDE,
     max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
     isolate: bool = True,
-    log: Any = _stderr,
+    log: Any = stderr,
 ) -> dict[str, Any]:
     """Measure every (size, workers); the JSON-ready result."""
     say = log or (lambda _m: None)
@@ -313,29 +312,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_MAX_MEGAPIXELS,
         help="larger images are segmented on a central region this big (default %(default)s)",
     )
-    parser.add_argument(
-        "--out", type=Path, default=RESULTS_DIR, help="output folder (default %(default)s)"
-    )
-    parser.add_argument(
-        "--render",
-        type=Path,
-        default=None,
-        metavar="JSON",
-        help="measure nothing: rewrite the Markdown of an earlier batch.json into --out",
-    )
-    parser.add_argument(
-        "--no-isolate",
-        dest="isolate",
-        action="store_false",
-        help="measure in this process (peak RSS then accumulates)",
-    )
+    add_out_render_arguments(parser, "batch", RESULTS_DIR)
+    add_no_isolate_argument(parser, "")
 
 
 def main(args: argparse.Namespace) -> int:
     if args.render is not None:
-        result = json.loads(args.render.read_text(encoding="utf-8"))
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "batch.md").write_text(render_markdown(result), encoding="utf-8")
+        rerender(args.render, args.out, "batch", render_markdown)
         return 0
     sizes = args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES)
     result = run(
@@ -347,7 +330,4 @@ def main(args: argparse.Namespace) -> int:
         max_megapixels=args.max_megapixels,
         isolate=args.isolate,
     )
-    json_path, md_path = write_outputs(result, args.out)
-    print(render_markdown(result))
-    _stderr(f"wrote {json_path} and {md_path}")
-    return 0
+    return show_report(result, write_outputs(result, args.out), render_markdown)

@@ -45,6 +45,7 @@ from benchmarks._report import (
     header_lines,
     machine_info,
     markdown_table,
+    show_report,
     write_report,
 )
 from napari_seem.core.prompts import Box, ObjectPrompt, Points
@@ -366,7 +367,4 @@ def main(args: argparse.Namespace) -> int:
         server=args.server,
         threads=args.threads,
     )
-    json_path, md_path = write_outputs(result, args.out)
-    print(render_markdown(result))
-    print(f"wrote {json_path} and {md_path}")
-    return 0
+    return show_report(result, write_outputs(result, args.out), render_markdown, say=print)

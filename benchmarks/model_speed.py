@@ -30,9 +30,7 @@ Run ``python -m benchmarks model-speed --help``; :func:`run` is the function API
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -47,13 +45,18 @@ import torch
 from benchmarks._report import (
     MIN_SAMPLES,
     Samples,
+    add_no_isolate_argument,
+    add_out_render_arguments,
     header_lines,
     load_average,
     machine_info,
     markdown_table,
     peak_rss_bytes,
+    rerender,
     sample,
-    write_json,
+    show_report,
+    stderr,
+    write_report,
 )
 from napari_seem.core.prompts import Box, Points, Scribble, VisualPrompt
 from napari_seem.core.rasterize import rasterize_prompts
@@ -94,10 +97,6 @@ _OUTSIDE_BOX = -100.0
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 Log = Callable[[str], None]
-
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -248,7 +247,7 @@ def measure_variant(
     repeats: int = DEFAULT_REPEATS,
     budget_s: float = DEFAULT_BUDGET_S,
     threads: int | None = None,
-    log: Log | None = _stderr,
+    log: Log | None = stderr,
     paths: Sequence[str] = PATHS,
     encode_repeats: int | None = None,
 ) -> dict[str, Any]:
@@ -393,7 +392,7 @@ def run(
     budget_s: float = DEFAULT_BUDGET_S,
     threads: int | None = None,
     isolate: bool = True,
-    log: Log | None = _stderr,
+    log: Log | None = stderr,
     paths: Sequence[str] = PATHS,
     encode_repeats: int | None = None,
 ) -> dict[str, Any]:
@@ -429,7 +428,7 @@ def run(
         if isolate:
             # a fresh process per variant: its getrusage peak is this variant's alone
             context = multiprocessing.get_context("spawn")
-            child_log = None if log is None else _stderr  # a child can only print
+            child_log = None if log is None else stderr  # a child can only print
             with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
                 future = pool.submit(measure_variant, variant, sizes, log=child_log, **kwargs)
                 parts.append(future.result())
@@ -639,10 +638,7 @@ def render_markdown(result: Mapping[str, Any]) -> str:
 
 def write_outputs(result: Mapping[str, Any], out_dir: Path) -> tuple[Path, Path]:
     """Write ``model_speed.json`` and ``model_speed.md`` into ``out_dir``."""
-    json_path = write_json(out_dir / "model_speed.json", result)
-    md_path = out_dir / "model_speed.md"
-    md_path.write_text(render_markdown(result), encoding="utf-8")
-    return json_path, md_path
+    return write_report(out_dir, "model_speed", result, render_markdown(result))
 
 
 # -------------------------------------------------------------------------------- CLI
@@ -681,38 +677,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's default)"
     )
-    parser.add_argument(
-        "--out", type=Path, default=RESULTS_DIR, help="output folder (default %(default)s)"
-    )
-    parser.add_argument(
-        "--render",
-        type=Path,
-        default=None,
-        metavar="JSON",
-        help="measure nothing: rewrite the Markdown of an earlier model_speed.json into --out",
-    )
-    parser.add_argument(
-        "--no-isolate",
-        dest="isolate",
-        action="store_false",
-        help="measure all variants in this process (peak RSS then accumulates)",
-    )
+    add_out_render_arguments(parser, "model_speed", RESULTS_DIR)
+    add_no_isolate_argument(parser, "all variants ")
 
 
 def main(args: argparse.Namespace) -> int:
     from napari_seem.model.build import VARIANTS
 
     if args.render is not None:
-        result = json.loads(args.render.read_text(encoding="utf-8"))
-        args.out.mkdir(parents=True, exist_ok=True)
-        md_path = args.out / "model_speed.md"
-        md_path.write_text(render_markdown(result), encoding="utf-8")
+        result, md_path = rerender(args.render, args.out, "model_speed", render_markdown)
         print(render_markdown(result))
-        _stderr(f"wrote {md_path}")
+        stderr(f"wrote {md_path}")
         return 0
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
-        _stderr(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+        stderr(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
         return 2
     result = run(
         args.variants,
@@ -722,7 +701,4 @@ def main(args: argparse.Namespace) -> int:
         threads=args.threads,
         isolate=args.isolate,
     )
-    json_path, md_path = write_outputs(result, args.out)
-    print(render_markdown(result))
-    _stderr(f"wrote {json_path} and {md_path}")
-    return 0
+    return show_report(result, write_outputs(result, args.out), render_markdown)

@@ -26,26 +26,8 @@ The code lives in :mod:`napari_seem.core.image_source` (the source and its reads
 No torch here (tier 1).
 """
 
-from napari_seem.core.image_open import ambiguous_axes, describe_axes, open_image
-from napari_seem.core.image_source import (
-    AXIS_LETTERS,
-    PLANE_LETTERS,
-    TIFF_SUFFIXES,
-    ImageSource,
-    ImageSourceError,
-    Level,
-    SourceConfig,
-)
+from napari_seem.core import image_open, image_source
+from napari_seem.core.image_open import *  # noqa: F403 (the public io names: __all__ below)
+from napari_seem.core.image_source import *  # noqa: F403
 
-__all__ = [
-    "AXIS_LETTERS",
-    "PLANE_LETTERS",
-    "TIFF_SUFFIXES",
-    "ImageSource",
-    "ImageSourceError",
-    "Level",
-    "SourceConfig",
-    "ambiguous_axes",
-    "describe_axes",
-    "open_image",
-]
+__all__ = [*image_source.__all__, *image_open.__all__]
