@@ -11,7 +11,7 @@ napari layer specifics (``layer.data``, the feature table, ``refresh``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from typing import Any
 
 import numpy as np
@@ -64,27 +64,53 @@ class CommitLog:
         Returns:
             The ids painted.
         """
+        steps = self.commit_steps(
+            layer, objects, plane, default_class=default_class, label_id=label_id
+        )
+        while True:
+            try:
+                next(steps)
+            except StopIteration as finished:
+                return list(finished.value)
+
+    def commit_steps(
+        self,
+        layer: Any,
+        objects: Sequence[ObjectMask],
+        plane: Sequence[int],
+        *,
+        default_class: str | None = None,
+        label_id: int | None = None,
+    ) -> Generator[int, None, list[int]]:
+        """:meth:`commit` one object per step, for a caller that spreads a large commit
+        over several GUI event-loop turns.
+
+        Each ``next()`` paints one object and yields how many objects were handled so far;
+        the last step appends the feature rows, records the one undo step and refreshes
+        the layer; the generator then returns the ids painted (``StopIteration.value``).
+        Nothing is shown or undoable before that last step.
+        """
         edit = Edit(layer)
         ids: list[int] = []
         rows = []
         next_id = next_label_id(layer) if label_id is None else label_id
-        for obj in objects:
+        for handled, obj in enumerate(objects, start=1):
             value = next_id if label_id is None else label_id
             written = paint_object(layer.data, obj, value, plane=plane)
-            if written is None:
-                continue
-            edit.windows.append(written)
-            ids.append(value)
-            if label_id is None:
-                rows.append(
-                    {
-                        "index": value,
-                        "class_name": obj.class_name or default_class or "object",
-                        "score": float(obj.score),
-                        "source": obj.source,
-                    }
-                )
-                next_id += 1
+            if written is not None:
+                edit.windows.append(written)
+                ids.append(value)
+                if label_id is None:
+                    rows.append(
+                        {
+                            "index": value,
+                            "class_name": obj.class_name or default_class or "object",
+                            "score": float(obj.score),
+                            "source": obj.source,
+                        }
+                    )
+                    next_id += 1
+            yield handled
         if not edit.windows:
             return []
         if rows:

@@ -10,18 +10,29 @@ widget (:class:`~napari_seem._napari.host.Host`).
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable, Generator
 from typing import Any
 
 from magicgui.widgets import ComboBox, FloatSpinBox, LineEdit, PushButton
 
 from napari_seem._napari import layers as L
+from napari_seem._napari import prompt_layers as P
 from napari_seem._napari.backend import Backend
+from napari_seem._napari.commits import next_label_id
 from napari_seem._napari.host import Host
 from napari_seem.core.modes import DEFAULT_EVERYTHING_MODE, EVERYTHING_MODES
 from napari_seem.core.progress import Progress
 from napari_seem.core.results import ObjectMask
 
-__all__ = ["LongRuns"]
+__all__ = ["PIECE_S", "REDRAW_S", "LongRuns"]
+
+#: Most seconds one GUI event-loop turn spends painting committed objects (the rest of
+#: a large commit follows on the next turns, so the viewer keeps drawing).
+PIECE_S = 0.015
+
+#: Fewest seconds between two progress redraws (bar and status line).
+REDRAW_S = 0.25
 
 
 class LongRuns:
@@ -31,6 +42,9 @@ class LongRuns:
         self.host = host
         self.cancel_event: threading.Event | None = None
         self.progress: Any = None  # the napari progress bar of the run, None when idle
+        self._latest: Progress | None = None  # a report not shown yet (see report)
+        self._shown_at = 0.0  # time.monotonic() of the last progress redraw
+        self._report_lock = threading.Lock()
         self.vocabulary = LineEdit(label="Vocabulary")
         self.vocabulary.native.setPlaceholderText("comma-separated classes, e.g. nucleus, cell")
         self.scope = ComboBox(label="Region", choices=["current view", "whole image"])
@@ -69,20 +83,37 @@ class LongRuns:
         return self.cancel_event
 
     def report(self, progress: Progress) -> None:
-        """Progress from a worker thread (marshalled to the GUI thread)."""
-        done, total = progress.done, max(progress.total, 1)
+        """Progress from a worker thread, shown on the GUI thread at most every
+        :data:`REDRAW_S` seconds (each redraw lays out the dock: many a second would stall
+        the viewer); the newest report wins."""
+        with self._report_lock:
+            fresh = self._latest is None
+            self._latest = progress
+        if not fresh:
+            return  # an update is already on its way and will show this report
 
         def update() -> None:
+            with self._report_lock:
+                latest, self._latest = self._latest, None
+            self._shown_at = time.monotonic()
             bar = self.progress
-            if bar is None:
+            if bar is None or latest is None:
                 return
+            done, total = latest.done, max(latest.total, 1)
             if bar.total != total:
                 bar.total = total
             bar.n = done
             bar.refresh()
             self.host.status.value = f"{bar.desc}: {done} / {total}"
 
-        self.host.main.later(update)
+        wait = max(0.0, self._shown_at + REDRAW_S - time.monotonic())
+        self.host.main.later(lambda: self._after(wait, update))
+
+    @staticmethod
+    def _after(seconds: float, fn: Callable[[], None]) -> None:
+        from qtpy.QtCore import QTimer
+
+        QTimer.singleShot(int(seconds * 1000), fn)
 
     def _end(self) -> None:
         if self.progress is not None:
@@ -111,6 +142,12 @@ class LongRuns:
         plane, ref = host.plane_of(image), host.image_ref(image)
         threshold = float(self.min_score.value)
         mode = str(self.everything_mode.value)
+        # napari's add_labels is one GUI step of a few hundred ms (layer controls, vispy
+        # visuals) that cannot be split: it happens here, at the press, never while the job
+        # runs; the layer goes again when the run ends without a commit.
+        created = P.find_layer(host.viewer, P.TARGET_NAME, "Labels") is None
+        target = host.target_layer(image)
+        created = created and target.name == P.TARGET_NAME
         cancel = self._start("SEEM: segment everything")
 
         def work(backend: Backend) -> list[ObjectMask]:
@@ -125,16 +162,54 @@ class LongRuns:
                 mode=mode,
             )
 
-        def done(objects: list[ObjectMask]) -> None:
+        def committed(ids: list[int]) -> None:
             self._end()
-            target = host.target_layer(image)
-            ids = host.commits.commit(target, objects, plane, default_class=None)
+            if not ids and created:
+                self._drop(target)
             host.status.value = (
                 f"Segment everything: {len(ids)} object(s) committed into {target.name!r} "
                 "(one undo step)."
             )
 
-        host.run("Segment everything", work, done, on_error=self._end)
+        def done(objects: list[ObjectMask]) -> None:
+            steps = host.commits.commit_steps(target, objects, plane, default_class=None)
+            self._commit_in_pieces(steps, len(objects), committed)
+
+        def failed() -> None:
+            self._end()
+            if created:
+                self._drop(target)
+
+        host.run("Segment everything", work, done, on_error=failed)
+
+    def _drop(self, layer: Any) -> None:
+        """Remove a target layer this run created and never painted."""
+        if layer in self.host.viewer.layers and next_label_id(layer) == 1:
+            self.host.viewer.layers.remove(layer)
+
+    def _commit_in_pieces(
+        self,
+        steps: Generator[int, None, list[int]],
+        total: int,
+        finished: Callable[[list[int]], None],
+    ) -> None:
+        """Drive ``steps`` (:meth:`CommitLog.commit_steps`) on the GUI thread, at most
+        :data:`PIECE_S` seconds per event-loop turn, then call ``finished(ids)``."""
+        from qtpy.QtCore import QTimer
+
+        def turn() -> None:
+            start = time.perf_counter()
+            try:
+                while True:
+                    handled = next(steps)
+                    if time.perf_counter() - start > PIECE_S:
+                        self.host.status.value = f"Committing: {handled} / {total} objects"
+                        QTimer.singleShot(0, turn)
+                        return
+            except StopIteration as stop:
+                finished(list(stop.value))
+
+        turn()
 
     def propagate(self, *_: Any) -> None:
         """Follow the previewed object through the stack, committing it on every plane."""
