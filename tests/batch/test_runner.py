@@ -25,6 +25,7 @@ from napari_seem.batch import (
 from napari_seem.batch.store import MANIFEST_NAME, WORK_DIR
 from napari_seem.core.progress import Reporter, pair_reporter
 from tests.batch.helpers import ThresholdPredictor, lazy_zarr, render_window
+from tests.ome import write_ome_zarr
 
 SHAPE = (700, 600)
 TINY = ModelSpec("seem-tiny-focal", device="cpu", mask_resize="bilinear", threads=1)
@@ -162,34 +163,8 @@ def test_region_and_nodata_and_errors(image: Path, tmp_path: Path) -> None:
 
 
 def _write_ome(path: Path, level0: np.ndarray, version: str) -> None:
-    fmt = 2 if version == "0.4" else 3
-    datasets = []
-    for k in range(2):
-        data = level0[:: 2**k, :: 2**k]
-        arr = zarr.create_array(
-            store=str(path / str(k)),
-            shape=data.shape,
-            chunks=(128, 128),
-            dtype=data.dtype,
-            zarr_format=fmt,
-        )
-        arr[...] = data
-        scale = [0.5 * 2**k, 0.5 * 2**k]
-        datasets.append(
-            {"path": str(k), "coordinateTransformations": [{"type": "scale", "scale": scale}]}
-        )
     axes = [{"name": "y", "type": "space", "unit": "micrometer"}, {"name": "x", "type": "space"}]
-    ms = [{"version": version, "name": "img", "axes": axes, "datasets": datasets}]
-    if version == "0.4":
-        (path / ".zgroup").write_text(json.dumps({"zarr_format": 2}))
-        (path / ".zattrs").write_text(json.dumps({"multiscales": ms}))
-    else:
-        meta = {
-            "zarr_format": 3,
-            "node_type": "group",
-            "attributes": {"ome": {"version": "0.5", "multiscales": ms}},
-        }
-        (path / "zarr.json").write_text(json.dumps(meta))
+    write_ome_zarr(path, level0, axes, version, levels=2, chunk=128, pixel_size=0.5)
 
 
 @pytest.mark.parametrize("version", ["0.4", "0.5"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -16,46 +15,11 @@ import tifffile
 import zarr
 
 from napari_seem.core.io import ImageSourceError, open_image
+from tests.ome import write_ome_zarr
 
 
 def _rng() -> np.random.Generator:
     return np.random.default_rng(1234)
-
-
-def _write_ome_zarr(path: Path, level0: np.ndarray, axes: list[dict], version: str) -> None:
-    """An OME-Zarr image with 3 levels, each a 2x decimation of y and x, written by hand."""
-    fmt = 2 if version == "0.4" else 3
-    spatial = [i for i, ax in enumerate(axes) if ax["type"] == "space"]
-    datasets = []
-    for k in range(3):
-        step = 2**k
-        index = tuple(
-            slice(None, None, step) if i in spatial else slice(None) for i in range(level0.ndim)
-        )
-        data = level0[index]
-        arr = zarr.create_array(
-            store=str(path / str(k)),
-            shape=data.shape,
-            chunks=tuple(min(n, 16) for n in data.shape),
-            dtype=data.dtype,
-            zarr_format=fmt,
-        )
-        arr[...] = data
-        scale = [float(step) if i in spatial else 1.0 for i in range(level0.ndim)]
-        datasets.append(
-            {"path": str(k), "coordinateTransformations": [{"type": "scale", "scale": scale}]}
-        )
-    multiscales = [{"version": version, "name": "img", "axes": axes, "datasets": datasets}]
-    if version == "0.4":
-        (path / ".zgroup").write_text(json.dumps({"zarr_format": 2}))
-        (path / ".zattrs").write_text(json.dumps({"multiscales": multiscales}))
-    else:
-        group = {
-            "zarr_format": 3,
-            "node_type": "group",
-            "attributes": {"ome": {"version": "0.5", "multiscales": multiscales}},
-        }
-        (path / "zarr.json").write_text(json.dumps(group))
 
 
 # ---- sources --------------------------------------------------------------------------------
@@ -110,7 +74,7 @@ def test_ome_zarr_ngff_04_levels(tmp_path: Path) -> None:
         {"name": "y", "type": "space", "unit": "micrometer"},
         {"name": "x", "type": "space", "unit": "micrometer"},
     ]
-    _write_ome_zarr(path, img, axes, "0.4")
+    write_ome_zarr(path, img, axes, "0.4")
     src = open_image(path)
     assert src.config.kind == "ome-zarr"
     assert src.axes == "yx"
@@ -138,7 +102,7 @@ def test_ome_zarr_ngff_05_channels_and_default_level(tmp_path: Path) -> None:
         {"name": "y", "type": "space"},
         {"name": "x", "type": "space"},
     ]
-    _write_ome_zarr(path, img, axes, "0.5")
+    write_ome_zarr(path, img, axes, "0.5")
     src = open_image(path, level=1)
     assert src.axes == "cyx" and src.num_channels == 3 and src.spatial_shape == (48, 64)
     assert len(src.levels) == 3
@@ -372,7 +336,7 @@ def test_read_level_rgb_takes_windows_in_level_pixels(tmp_path: Path) -> None:
     path = tmp_path / "img.ome.zarr"
     path.mkdir()
     axes = [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
-    _write_ome_zarr(path, level0, axes, "0.4")
+    write_ome_zarr(path, level0, axes, "0.4")
     src = open_image(path)
     assert src.spatial_shape_at(0) == (64, 96) and src.spatial_shape_at(1) == (32, 48)
     rgb = src.read_level_rgb(3, 5, 20, 41, level=1)

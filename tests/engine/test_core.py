@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import zarr
 
 from napari_seem.core.prompts import Box, MaskPrompt, ObjectPrompt, Points, Polygon, Scribble
 from napari_seem.core.results import ObjectMask, SegmentationResult
@@ -26,29 +25,15 @@ from napari_seem.engine import (
 from napari_seem.engine.jobs import JobKind, JobRecord
 from napari_seem.engine.kinds import STANDARD_KINDS
 from napari_seem.engine.sessions import Session
-from napari_seem.model.build import build_seem
 from napari_seem.model.seem import SeemModel
 from napari_seem.predict.predictor import SeemPredictor
-
-SHAPE = (200, 300)
-
-
-@pytest.fixture(scope="module")
-def model() -> SeemModel:
-    return build_seem("seem-tiny-focal", seed=0)
-
-
-@pytest.fixture(scope="module")
-def image() -> np.ndarray:
-    return synthetic_nuclei(SHAPE, n_objects=12, seed=1).image
+from tests.remote.harness import write_zarr
+from tests.tiny import SHAPE
 
 
 @pytest.fixture(scope="module")
 def zarr_path(tmp_path_factory: pytest.TempPathFactory, image: np.ndarray) -> Path:
-    path = tmp_path_factory.mktemp("engine") / "nuclei.zarr"
-    arr = zarr.create_array(store=str(path), shape=image.shape, chunks=(64, 64), dtype=image.dtype)
-    arr[...] = image
-    return path
+    return write_zarr(tmp_path_factory.mktemp("engine") / "nuclei.zarr", image)
 
 
 class _Counting(SeemPredictor):

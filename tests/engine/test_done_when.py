@@ -11,24 +11,17 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import zarr
 
 from napari_seem.core.prompts import ObjectPrompt, Points
 from napari_seem.engine import Engine
-from napari_seem.model.build import build_seem
 from napari_seem.model.seem import SeemModel
 from napari_seem.remote.client import RemoteError, SeemClient
 from napari_seem.remote.server import create_app
 from tests.engine._threshold import ThresholdPredictor
-from tests.remote.harness import served
+from tests.remote.harness import served, write_zarr
 
 TOKEN = "done-when-token"
 TILE, HALO = 128, 16  # cores of 96: four cores meet at (96, 96)
-
-
-@pytest.fixture(scope="module")
-def model() -> SeemModel:
-    return build_seem("seem-tiny-focal", seed=0)
 
 
 @contextmanager
@@ -41,18 +34,12 @@ def _serve(engine: Engine, root: Path) -> Iterator[tuple[str, SeemClient]]:
             client.close()
 
 
-def _write(path: Path, image: np.ndarray) -> Path:
-    arr = zarr.create_array(store=str(path), shape=image.shape, chunks=(64, 64), dtype=image.dtype)
-    arr[...] = image
-    return path
-
-
 def test_an_object_spanning_four_tiles_comes_back_whole(model: SeemModel, tmp_path: Path) -> None:
     image = np.full((200, 300), 10, np.uint8)
     rows, cols = np.ogrid[:200, :300]
     disc = (rows - 96) ** 2 + (cols - 96) ** 2 <= 40**2  # 81 x 81, across four cores
     image[disc] = 230
-    path = _write(tmp_path / "disc.zarr", image)
+    path = write_zarr(tmp_path / "disc.zarr", image)
     engine = Engine(ThresholdPredictor(model), tile=TILE, halo=HALO)
     with engine, _serve(engine, tmp_path) as (_, client):
         sid = client.open_session(path).result(60).session_id
@@ -63,7 +50,7 @@ def test_an_object_spanning_four_tiles_comes_back_whole(model: SeemModel, tmp_pa
 
 def test_a_stale_disk_cache_is_refused(model: SeemModel, tmp_path: Path) -> None:
     image = np.random.default_rng(0).integers(0, 255, (150, 150), dtype=np.uint8)
-    path = _write(tmp_path / "image.zarr", image)
+    path = write_zarr(tmp_path / "image.zarr", image)
     cache_dir = tmp_path / "cache"
     click = ObjectPrompt(Points.click(40, 40))
     engine = Engine(model, tile=TILE, halo=HALO, cache_dir=cache_dir)

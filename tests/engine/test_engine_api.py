@@ -31,29 +31,18 @@ from napari_seem.engine.instances import TilePiece, merge_pieces
 from napari_seem.engine.jobs import JobPlan, JobRecord
 from napari_seem.engine.levels import LevelFrame
 from napari_seem.engine.sessions import Session
-from napari_seem.model.build import build_seem
 from napari_seem.model.seem import SeemModel
 from napari_seem.remote.client import RemoteError, SeemClient
 from napari_seem.remote.protocol import ArrayPayloadError, decode_array, encode_array
 from napari_seem.remote.server import create_app
-from tests.core.test_io import _write_ome_zarr
 from tests.engine._threshold import ThresholdPredictor
-from tests.remote.harness import served
+from tests.ome import write_ome_zarr
+from tests.remote.harness import raw_request, served
+from tests.tiny import SHAPE
 
-SHAPE = (200, 300)
 TILE, HALO = 128, 16  # core 96
 TOKEN = "api-test-token"
 YX = [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
-
-
-@pytest.fixture(scope="module")
-def model() -> SeemModel:
-    return build_seem("seem-tiny-focal", seed=0)
-
-
-@pytest.fixture(scope="module")
-def image() -> np.ndarray:
-    return synthetic_nuclei(SHAPE, n_objects=12, seed=1).image
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +55,7 @@ def pyramid(data_dir: Path, image: np.ndarray) -> Path:
     """An NGFF 0.4 OME-Zarr pyramid: levels 0, 1, 2 are 2x decimations."""
     path = data_dir / "pyramid.ome.zarr"
     path.mkdir()
-    _write_ome_zarr(path, image, YX, "0.4")
+    write_ome_zarr(path, image, YX, "0.4")
     return path
 
 
@@ -89,8 +78,7 @@ def client(url: str) -> Iterator[SeemClient]:
 
 
 def _raw(url: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {TOKEN}", **kwargs.pop("headers", {})}
-    return httpx.request(method, url + path, headers=headers, timeout=60, **kwargs)
+    return raw_request(url, TOKEN, method, path, **kwargs)
 
 
 def _remote(future: Any) -> RemoteError:

@@ -40,16 +40,11 @@ from napari_seem.model.seem import SeemModel
 from napari_seem.remote.client import RemoteError, SeemClient
 from napari_seem.remote.server import create_app
 from tests.engine._threshold import ThresholdPredictor
-from tests.remote.harness import served, wait_for_job
+from tests.remote.harness import raw_request, served, wait_for_job
 
 TOKEN = "hardening-token-0123456789"
 MiB = 1024**2
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def model() -> SeemModel:
-    return build_seem("seem-tiny-focal", seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +53,7 @@ def roots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _raw(url: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {TOKEN}", **kwargs.pop("headers", {})}
-    return httpx.request(method, url + path, headers=headers, timeout=60, **kwargs)
+    return raw_request(url, TOKEN, method, path, **kwargs)
 
 
 def _upload(url: str, array: np.ndarray) -> httpx.Response:

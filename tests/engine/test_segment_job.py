@@ -20,13 +20,12 @@ from napari_seem.core.labels import LabelsCrop, decode_labels
 from napari_seem.core.tiling import TileGrid
 from napari_seem.datasets.synthetic import synthetic_nuclei
 from napari_seem.engine import Engine, InvalidRequestError
-from napari_seem.model.build import build_seem
 from napari_seem.model.seem import SeemModel
 from napari_seem.predict.predictor import SeemPredictor
 from napari_seem.remote.client import RemoteError, SeemClient
 from napari_seem.remote.server import create_app
-from tests.core.test_io import _write_ome_zarr
 from tests.engine._threshold import ThresholdPredictor
+from tests.ome import write_ome_zarr
 from tests.remote.harness import served, wait_for_job
 
 SHAPE = (200, 300)
@@ -49,11 +48,6 @@ def _scene() -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def model() -> SeemModel:
-    return build_seem("seem-tiny-focal", seed=0)
-
-
-@pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("segment-roots")
     image = _scene()
@@ -62,7 +56,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     arr[...] = image
     (root / "pyramid.ome.zarr").mkdir()
-    _write_ome_zarr(root / "pyramid.ome.zarr", image, YX, "0.4")
+    write_ome_zarr(root / "pyramid.ome.zarr", image, YX, "0.4")
     return root
 
 

@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+
+#: The backbone feature levels of every fixture, finest first.
+LEVELS = ("res2", "res3", "res4", "res5")
+#: Largest absolute difference allowed against an official fixture tensor.
+ATOL = 1e-5
 
 _DEFAULT = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "seem"
 
@@ -57,3 +63,24 @@ def official_keys(key_file: str, prefix: str = "") -> list[tuple[str, list[int]]
     with open(reference_dir() / "keys" / f"{key_file}.json") as fh:
         keys = json.load(fh)["keys"]
     return [(k[len(prefix) :], shape) for k, shape, _ in keys if k.startswith(prefix)]
+
+
+def state_layout(model: torch.nn.Module) -> list[tuple[str, list[int]]]:
+    """``(name, shape)`` of every entry of ``model``'s state dict, in order (compare with
+    :func:`official_keys`)."""
+    return [(k, list(v.shape)) for k, v in model.state_dict().items()]
+
+
+def assert_close(actual: torch.Tensor, expected: np.ndarray, name: str) -> None:
+    """``actual`` has the fixture's shape and is within :data:`ATOL` of it everywhere."""
+    assert tuple(actual.shape) == expected.shape, name
+    diff = (actual - torch.from_numpy(expected)).abs().max().item()
+    assert diff < ATOL, f"{name}: max abs diff {diff:.3g}"
+
+
+def assert_pixel_features(out: Any, data: dict[str, np.ndarray], prefix: str) -> None:
+    """A pixel decoder's ``mask_features`` and ``multi_scale_features`` match the fixture's
+    (``prefix``: ``""`` for the target image, ``"ref_"`` for the referring example)."""
+    assert_close(out.mask_features, data[f"{prefix}mask_features"], f"{prefix}mask_features")
+    for i, level in enumerate(out.multi_scale_features):
+        assert_close(level, data[f"{prefix}multi_scale_features_{i}"], f"{prefix}level {i}")

@@ -12,16 +12,17 @@ import torch.nn.functional as F
 
 from napari_seem.model.focalnet import FOCAL_L, FOCAL_T, FocalNet, FocalNetConfig
 from tests.model.reference import (
+    LEVELS,
+    assert_close,
     load_npz,
     load_weights,
     official_keys,
     reference_dir,
+    state_layout,
     sub_state_dict,
 )
 
 FIXTURE = "focalt_v1_tiny"
-LEVELS = ("res2", "res3", "res4", "res5")
-ATOL = 1e-5
 
 
 def tiny_focal_config() -> FocalNetConfig:
@@ -58,12 +59,6 @@ def normalise_and_pad(image: np.ndarray, mean: np.ndarray, std: np.ndarray) -> t
     x = (x - torch.from_numpy(mean)[:, None, None]) / torch.from_numpy(std)[:, None, None]
     h, w = x.shape[-2:]
     return F.pad(x, (0, -w % 32, 0, -h % 32))[None]
-
-
-def assert_close(actual: torch.Tensor, expected: np.ndarray, name: str) -> None:
-    assert tuple(actual.shape) == expected.shape, name
-    diff = (actual - torch.from_numpy(expected)).abs().max().item()
-    assert diff < ATOL, f"{name}: max abs diff {diff:.3g}"
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +99,7 @@ def test_full_size_state_dict_layout(
 ) -> None:
     with torch.device("meta"):
         model = FocalNet(config)
-    ours = [(k, list(v.shape)) for k, v in model.state_dict().items()]
+    ours = state_layout(model)
     assert ours == official_keys(key_file, "backbone.")
     assert model.out_channels == dict(zip(LEVELS, channels, strict=True))
     assert model.out_strides == dict(zip(LEVELS, (4, 8, 16, 32), strict=True))

@@ -13,12 +13,19 @@ from napari_seem.model.pixel_decoder_deform import (
     deformable_sample,
 )
 from napari_seem.model.sam_vit import SAM_VIT_B, SAM_VIT_L, SamViTBackbone, SamViTConfig
-from tests.model.reference import load_npz, load_weights, official_keys, sub_state_dict
+from tests.model.reference import (
+    LEVELS,
+    assert_close,
+    assert_pixel_features,
+    load_npz,
+    load_weights,
+    official_keys,
+    state_layout,
+    sub_state_dict,
+)
 from tests.model.test_sam_vit import TINY
 
 FIXTURE = "samvitb_v1_tiny"
-LEVELS = ("res2", "res3", "res4", "res5")
-ATOL = 1e-5
 
 # README §2.1: transformer_encoder_deform with d=64, 4 heads, 4 points, FFN 1024, 2 layers.
 TINY_DECODER = DeformPixelDecoderConfig(
@@ -43,12 +50,6 @@ def data() -> dict[str, np.ndarray]:
     return load_npz(FIXTURE, "backbone_pixel_decoder")
 
 
-def assert_close(actual: torch.Tensor, expected: np.ndarray, name: str) -> None:
-    assert tuple(actual.shape) == expected.shape, name
-    diff = (actual - torch.from_numpy(expected)).abs().max().item()
-    assert diff < ATOL, f"{name}: max abs diff {diff:.3g}"
-
-
 @pytest.mark.parametrize("prefix", ["", "ref_"])
 def test_tiny_parity_from_fixture_features(
     decoder: DeformPixelDecoder, data: dict[str, np.ndarray], prefix: str
@@ -56,9 +57,7 @@ def test_tiny_parity_from_fixture_features(
     features = {name: torch.from_numpy(data[f"{prefix}{name}"]) for name in LEVELS}
     with torch.no_grad():
         out = decoder.forward_features(features)
-    assert_close(out.mask_features, data[f"{prefix}mask_features"], "mask_features")
-    for i, level in enumerate(out.multi_scale_features):
-        assert_close(level, data[f"{prefix}multi_scale_features_{i}"], f"level {i}")
+    assert_pixel_features(out, data, prefix)
     assert out.transformer_encoder_features is out.multi_scale_features[0]
     if not prefix:  # the fixture stores it for the target image only
         expected = data["transformer_encoder_features"]
@@ -72,9 +71,7 @@ def test_tiny_parity_image_to_mask_features(
     backbone.load_state_dict(sub_state_dict(weights, "backbone."), strict=True)
     with torch.no_grad():
         out = decoder(backbone(torch.from_numpy(data["input_normalized_padded"])))
-    assert_close(out.mask_features, data["mask_features"], "mask_features")
-    for i, level in enumerate(out.multi_scale_features):
-        assert_close(level, data[f"multi_scale_features_{i}"], f"level {i}")
+    assert_pixel_features(out, data, "")
 
 
 def test_sampling_at_pixel_centres_reads_pixels() -> None:
@@ -99,5 +96,5 @@ def test_sampling_at_pixel_centres_reads_pixels() -> None:
 def test_full_size_state_dict_layout(backbone: SamViTConfig, key_file: str) -> None:
     with torch.device("meta"):
         model = DeformPixelDecoder(DeformPixelDecoderConfig(in_channels=backbone.fpn_channels))
-    ours = [(k, list(v.shape)) for k, v in model.state_dict().items()]
+    ours = state_layout(model)
     assert ours == official_keys(key_file, "sem_seg_head.pixel_decoder.")

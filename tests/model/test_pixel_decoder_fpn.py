@@ -18,16 +18,18 @@ from napari_seem.model.pixel_decoder_fpn import (
     PixelDecoderOutput,
 )
 from tests.model.reference import (
+    LEVELS,
+    assert_close,
+    assert_pixel_features,
     load_npz,
     load_weights,
     official_keys,
     reference_dir,
+    state_layout,
     sub_state_dict,
 )
 from tests.model.test_focalnet import (
     FIXTURE,
-    LEVELS,
-    assert_close,
     fixture_input,
     tiny_focal_config,
 )
@@ -70,10 +72,8 @@ def data() -> dict[str, np.ndarray]:
 def assert_matches_fixture(
     out: PixelDecoderOutput, data: dict[str, np.ndarray], prefix: str
 ) -> None:
-    assert_close(out.mask_features, data[f"{prefix}mask_features"], f"{prefix}mask_features")
     assert len(out.multi_scale_features) == 3
-    for i, level in enumerate(out.multi_scale_features):
-        assert_close(level, data[f"{prefix}multi_scale_features_{i}"], f"{prefix}level {i}")
+    assert_pixel_features(out, data, prefix)
     if f"{prefix}transformer_encoder_features" in data:  # stored for the target image only
         expected = data[f"{prefix}transformer_encoder_features"]
         assert_close(out.transformer_encoder_features, expected, "encoder features")
@@ -109,7 +109,7 @@ def test_tiny_parity_image_to_pixel_features(
 def test_full_size_state_dict_layout(config: FPNPixelDecoderConfig, key_file: str) -> None:
     with torch.device("meta"):
         model = FPNPixelDecoder(config)
-    ours = [(k, list(v.shape)) for k, v in model.state_dict().items()]
+    ours = state_layout(model)
     assert ours == official_keys(key_file, PREFIX)
 
 

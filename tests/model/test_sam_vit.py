@@ -9,15 +9,16 @@ import torch
 from napari_seem.model.build import get_config
 from napari_seem.model.sam_vit import SAM_VIT_B, SAM_VIT_L, SamViTBackbone, SamViTConfig
 from tests.model.reference import (
+    LEVELS,
+    assert_close,
     load_npz,
     load_weights,
     official_keys,
+    state_layout,
     sub_state_dict,
 )
 
 FIXTURE = "samvitb_v1_tiny"
-LEVELS = ("res2", "res3", "res4", "res5")
-ATOL = 1e-5
 
 # README §2.1: the reduced ImageEncoderViT / SimpleFPN of the SAM-ViT-B fixture, which is
 # the backbone of the "seem-tiny-sam" variant.
@@ -63,10 +64,7 @@ def test_tiny_parity(
         out = tiny_backbone(image)
     assert list(out) == list(LEVELS)
     for name in LEVELS:
-        expected = torch.from_numpy(data[f"{prefix}{name}"])
-        assert out[name].shape == expected.shape
-        diff = (out[name] - expected).abs().max().item()
-        assert diff < ATOL, f"{prefix}{name}: max abs diff {diff:.3g}"
+        assert_close(out[name], data[f"{prefix}{name}"], f"{prefix}{name}")
 
 
 def test_shapes_channels_and_strides() -> None:
@@ -91,6 +89,6 @@ def test_rejects_other_input_sizes() -> None:
 def test_full_size_state_dict_layout(config: SamViTConfig, key_file: str) -> None:
     with torch.device("meta"):
         model = SamViTBackbone(config)
-    ours = [(k, list(v.shape)) for k, v in model.state_dict().items()]
+    ours = state_layout(model)
     assert ours == official_keys(key_file, "backbone.")
     assert model.out_channels == {"res2": 128, "res3": 256, "res4": 512, "res5": 1024}

@@ -6,9 +6,13 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import httpx
+import numpy as np
 import uvicorn
+import zarr
 
 from napari_seem.core.progress import FINISHED_STATES, Cancelled, JobFailed, follow_job
 from napari_seem.engine.limits import ServerLimits
@@ -54,3 +58,16 @@ def wait_for_job(client: Any, job_id: str, timeout: float = 180) -> Any:
         return follow_job(poll, cancel_job=lambda: None, interval=0.05, what=f"job {job_id}")
     except (Cancelled, JobFailed):  # the caller reads the final state itself
         return last[0]
+
+
+def write_zarr(path: Path, image: np.ndarray, chunks: tuple[int, int] = (64, 64)) -> Path:
+    """Write ``image`` (any shape and dtype) as a zarr array at ``path``; returns ``path``."""
+    arr = zarr.create_array(store=str(path), shape=image.shape, chunks=chunks, dtype=image.dtype)
+    arr[...] = image
+    return path
+
+
+def raw_request(url: str, token: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    """One HTTP request with ``token`` as bearer (``headers`` in ``kwargs`` are added)."""
+    headers = {"Authorization": f"Bearer {token}", **kwargs.pop("headers", {})}
+    return httpx.request(method, url + path, headers=headers, timeout=60, **kwargs)

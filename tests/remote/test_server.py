@@ -10,27 +10,20 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import zarr
 
 from napari_seem.core.prompts import Box, ObjectPrompt, Points
 from napari_seem.core.results import ObjectMask
 from napari_seem.datasets.synthetic import synthetic_nuclei
 from napari_seem.engine import Engine
-from napari_seem.model.build import build_seem
 from napari_seem.model.seem import SeemModel
 from napari_seem.remote.client import RemoteError, SeemClient, ServerUnavailableError
 from napari_seem.remote.protocol import MaskPayload, decode_mask, encode_mask
 from napari_seem.remote.server import bind_socket, create_app
-from tests.remote.harness import served
+from tests.remote.harness import served, write_zarr
 
 SHAPE = (200, 300)
 TILE, HALO = 128, 16  # core 96: a 3 x 4 grid
 TOKEN = "test-token-123"
-
-
-@pytest.fixture(scope="module")
-def model() -> SeemModel:
-    return build_seem("seem-tiny-focal", seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +32,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _write_zarr(path: Path) -> Path:
-    image = synthetic_nuclei(SHAPE, n_objects=12, seed=1).image
-    arr = zarr.create_array(store=str(path), shape=image.shape, chunks=(64, 64), dtype=image.dtype)
-    arr[...] = image
-    return path
+    return write_zarr(path, synthetic_nuclei(SHAPE, n_objects=12, seed=1).image)
 
 
 @pytest.fixture(scope="module")

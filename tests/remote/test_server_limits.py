@@ -19,7 +19,6 @@ from napari_seem.cli.main import main
 from napari_seem.core.prompts import Box, ObjectPrompt, Points
 from napari_seem.datasets.synthetic import synthetic_nuclei
 from napari_seem.engine import Engine
-from napari_seem.model.build import build_seem
 from napari_seem.model.seem import SeemModel
 from napari_seem.remote.client import RemoteError, SeemClient, ServerUnavailableError
 from napari_seem.remote.server import (
@@ -27,15 +26,10 @@ from napari_seem.remote.server import (
     create_app,
     is_loopback_host,
 )
-from tests.remote.harness import served
+from tests.remote.harness import raw_request, served, write_zarr
 
 TOKEN = "limits-token-0123456789"
 LIMIT = 4096  # bytes of body, small so tests stay fast
-
-
-@pytest.fixture(scope="module")
-def model() -> SeemModel:
-    return build_seem("seem-tiny-focal", seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +39,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def small_url(model: SeemModel, data_dir: Path) -> Iterator[str]:
-    image = synthetic_nuclei((200, 300), n_objects=12, seed=1).image
-    arr = zarr.create_array(
-        store=str(data_dir / "small.zarr"), shape=image.shape, chunks=(64, 64), dtype=image.dtype
-    )
-    arr[...] = image
+    write_zarr(data_dir / "small.zarr", synthetic_nuclei((200, 300), n_objects=12, seed=1).image)
     with Engine(model, tile=128, halo=16) as engine:
         app = create_app(
             engine,
@@ -71,8 +61,7 @@ def small_session(small_url: str, data_dir: Path) -> str:
 
 
 def _raw(url: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {TOKEN}", **kwargs.pop("headers", {})}
-    return httpx.request(method, url + path, headers=headers, timeout=60, **kwargs)
+    return raw_request(url, TOKEN, method, path, **kwargs)
 
 
 def _healthy(url: str) -> None:

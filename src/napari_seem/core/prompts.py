@@ -47,6 +47,7 @@ from napari_seem.core.visual import (
     as_image_shape,
     as_optional_name,
     as_plane,
+    from_kind_dict,
     unpack,
     visual_from_dict,
 )
@@ -409,9 +410,5 @@ _ALL_TYPES = (*VISUAL_TYPES, TextPrompt, ObjectPrompt, ReferringExample, PromptS
 
 def prompt_from_dict(data: Mapping[str, Any]) -> Prompt:
     """Rebuild any prompt type from its ``to_dict()`` form, dispatching on ``"kind"``."""
-    kind = data.get("kind") if isinstance(data, Mapping) else None
-    for cls in _ALL_TYPES:
-        if cls.kind == kind:
-            return cls.from_dict(data)
-    kinds = [cls.kind for cls in _ALL_TYPES]
-    raise PromptError(f"a prompt dict needs 'kind' in {kinds}; got {kind!r}")
+    prompt: Prompt = from_kind_dict(data, _ALL_TYPES, "a prompt dict")
+    return prompt

@@ -38,6 +38,7 @@ __all__ = [
     "as_optional_name",
     "as_plane",
     "check_inside",
+    "from_kind_dict",
     "unpack",
     "visual_from_dict",
 ]
@@ -511,11 +512,23 @@ VisualPrompt: TypeAlias = Points | Box | Scribble | Polygon | MaskPrompt
 VISUAL_TYPES = (Points, Box, Scribble, Polygon, MaskPrompt)
 
 
-def visual_from_dict(data: Any) -> VisualPrompt:
-    """Rebuild a visual prompt from its ``to_dict()`` form, dispatching on ``"kind"``."""
+def from_kind_dict(data: Any, types: tuple[Any, ...], what: str) -> Any:
+    """Rebuild a prompt from its ``to_dict()`` form: the one of ``types`` (prompt classes, each
+    with a ``kind`` and a ``from_dict``) whose ``kind`` the dict names.
+
+    Raises:
+        PromptError: ``data`` is not a mapping or names no kind of ``types`` (``what`` says
+            what was expected, e.g. ``"a visual prompt dict"``).
+    """
     kind = data.get("kind") if isinstance(data, Mapping) else None
-    for cls in VISUAL_TYPES:
+    for cls in types:
         if cls.kind == kind:
             return cls.from_dict(data)
-    kinds = [cls.kind for cls in VISUAL_TYPES]
-    raise PromptError(f"a visual prompt dict needs 'kind' in {kinds}; got {kind!r}")
+    kinds = [cls.kind for cls in types]
+    raise PromptError(f"{what} needs 'kind' in {kinds}; got {kind!r}")
+
+
+def visual_from_dict(data: Any) -> VisualPrompt:
+    """Rebuild a visual prompt from its ``to_dict()`` form, dispatching on ``"kind"``."""
+    prompt: VisualPrompt = from_kind_dict(data, VISUAL_TYPES, "a visual prompt dict")
+    return prompt

@@ -9,20 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from napari_seem.core.labels import LabelsCrop
-from napari_seem.engine.errors import (
-    CapacityError,
-    EngineError,
-    ImageTooLargeError,
-    InvalidRequestError,
-    JobResultUnavailableError,
-    PromptOutsideImageError,
-    StaleCacheRefusedError,
-    TooManyJobsError,
-    TooManySessionsError,
-    UnknownImageError,
-    UnknownJobError,
-    UnknownSessionError,
-)
+from napari_seem.engine import errors
+from napari_seem.engine.errors import *  # noqa: F403 (every engine error: errors.__all__)
 from napari_seem.engine.jobs import (
     JobCancelled,
     JobEvent,
@@ -54,28 +42,17 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "CapacityError",
+    *errors.__all__,
     "Engine",
-    "EngineError",
     "ImageInfo",
-    "ImageTooLargeError",
-    "InvalidRequestError",
     "JobCancelled",
     "JobEvent",
     "JobKind",
     "JobPlan",
     "JobRecord",
-    "JobResultUnavailableError",
     "JobState",
     "JobStatus",
     "LabelsCrop",
-    "PromptOutsideImageError",
     "Session",
     "SessionInfo",
-    "StaleCacheRefusedError",
-    "TooManyJobsError",
-    "TooManySessionsError",
-    "UnknownImageError",
-    "UnknownJobError",
-    "UnknownSessionError",
 ]

@@ -65,26 +65,28 @@ class SeemConfig:
     pixel_std: tuple[float, float, float] = PIXEL_STD
 
 
-def _focal(name: str, backbone: FocalNetConfig) -> SeemConfig:
+def _full_size(
+    name: str,
+    backbone: FocalNetConfig | SamViTConfig,
+    pixel_decoder: FPNPixelDecoderConfig | DeformPixelDecoderConfig,
+) -> SeemConfig:
+    """An official variant: its backbone and pixel decoder, the full-size decoder and text."""
     return SeemConfig(
         name=name,
         backbone=backbone,
-        pixel_decoder=FPNPixelDecoderConfig(in_channels=backbone.channels),
+        pixel_decoder=pixel_decoder,
         decoder=SeemDecoderConfig(),
         text=TextEncoderConfig(),
     )
+
+
+def _focal(name: str, backbone: FocalNetConfig) -> SeemConfig:
+    return _full_size(name, backbone, FPNPixelDecoderConfig(in_channels=backbone.channels))
 
 
 def _sam(name: str, backbone: SamViTConfig) -> SeemConfig:
-    return SeemConfig(
-        name=name,
-        backbone=backbone,
-        pixel_decoder=DeformPixelDecoderConfig(in_channels=backbone.fpn_channels),
-        decoder=SeemDecoderConfig(),
-        text=TextEncoderConfig(),
-        fixed_size=backbone.img_size,
-        short_side=backbone.img_size,
-    )
+    config = _full_size(name, backbone, DeformPixelDecoderConfig(in_channels=backbone.fpn_channels))
+    return replace(config, fixed_size=backbone.img_size, short_side=backbone.img_size)
 
 
 def _tiny_decoder_and_text() -> tuple[SeemDecoderConfig, TextEncoderConfig]:

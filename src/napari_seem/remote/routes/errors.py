@@ -15,19 +15,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from napari_seem.engine import (
-    CapacityError,
-    EngineError,
-    ImageTooLargeError,
-    InvalidRequestError,
-    JobResultUnavailableError,
-    PromptOutsideImageError,
-    StaleCacheRefusedError,
-    UnknownImageError,
-    UnknownJobError,
-    UnknownSessionError,
-)
+from napari_seem.engine import errors as engine_errors
 from napari_seem.engine.confined import PathEscapeError
+from napari_seem.engine.errors import EngineError
 from napari_seem.remote.protocol import ErrorBody, ErrorReply
 
 __all__ = [
@@ -43,16 +33,16 @@ _log = logging.getLogger("napari_seem.remote.server")
 
 #: The status code of each engine error (a subclass takes its first matching base; 400 else).
 ENGINE_STATUS: dict[type[EngineError], int] = {
-    UnknownSessionError: 404,
-    UnknownJobError: 404,
-    UnknownImageError: 404,
-    PromptOutsideImageError: 422,
-    ImageTooLargeError: 413,
-    StaleCacheRefusedError: 409,
-    JobResultUnavailableError: 409,
-    CapacityError: 429,
+    engine_errors.UnknownSessionError: 404,
+    engine_errors.UnknownJobError: 404,
+    engine_errors.UnknownImageError: 404,
+    engine_errors.PromptOutsideImageError: 422,
+    engine_errors.ImageTooLargeError: 413,
+    engine_errors.StaleCacheRefusedError: 409,
+    engine_errors.JobResultUnavailableError: 409,
+    engine_errors.CapacityError: 429,
     PathEscapeError: 403,
-    InvalidRequestError: 400,
+    engine_errors.InvalidRequestError: 400,
 }
 
 
