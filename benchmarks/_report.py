@@ -35,6 +35,9 @@ __all__ = [
     "MIN_SAMPLES",
     "Samples",
     "Stats",
+    "add_no_isolate_argument",
+    "add_out_render_arguments",
+    "add_sizes_argument",
     "centre_square",
     "header_lines",
     "load_average",
@@ -296,6 +299,13 @@ def add_out_render_arguments(parser: argparse.ArgumentParser, stem: str, results
         metavar="JSON",
         help=f"measure nothing: rewrite the Markdown of an earlier {stem}.json into --out",
     )
+
+
+def add_sizes_argument(
+    parser: argparse.ArgumentParser, default: list[int] | None, help: str
+) -> None:
+    """``--sizes PX [PX ...]``: the square image sizes to measure, in pixels."""
+    parser.add_argument("--sizes", nargs="+", type=int, default=default, metavar="PX", help=help)
 
 
 def add_no_isolate_argument(parser: argparse.ArgumentParser, what: str) -> None:

@@ -34,6 +34,7 @@ import numpy as np
 from benchmarks._report import (
     add_no_isolate_argument,
     add_out_render_arguments,
+    add_sizes_argument,
     centre_square,
     header_lines,
     load_average,
@@ -282,14 +283,8 @@ def write_outputs(result: Mapping[str, Any], out_dir: Path) -> tuple[Path, Path]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--sizes",
-        nargs="+",
-        type=int,
-        default=None,
-        metavar="PX",
-        help=f"square image sizes (default {list(DEFAULT_SIZES)}; --quick {list(QUICK_SIZES)})",
-    )
+    sizes = f"square image sizes (default {list(DEFAULT_SIZES)}; --quick {list(QUICK_SIZES)})"
+    add_sizes_argument(parser, None, sizes)
     parser.add_argument(
         "--workers",
         nargs="+",

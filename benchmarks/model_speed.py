@@ -47,6 +47,7 @@ from benchmarks._report import (
     Samples,
     add_no_isolate_argument,
     add_out_render_arguments,
+    add_sizes_argument,
     header_lines,
     load_average,
     machine_info,
@@ -652,13 +653,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="VARIANT",
         help="model variants, random weights (default: %(default)s)",
     )
-    parser.add_argument(
-        "--sizes",
-        nargs="+",
-        type=int,
-        default=list(DEFAULT_SIZES),
-        metavar="PX",
-        help="square image sizes in pixels (default: %(default)s)",
+    add_sizes_argument(
+        parser, list(DEFAULT_SIZES), "square image sizes in pixels (default: %(default)s)"
     )
     parser.add_argument(
         "--repeats",

@@ -65,10 +65,23 @@ def official_keys(key_file: str, prefix: str = "") -> list[tuple[str, list[int]]
     return [(k[len(prefix) :], shape) for k, shape, _ in keys if k.startswith(prefix)]
 
 
-def state_layout(model: torch.nn.Module) -> list[tuple[str, list[int]]]:
-    """``(name, shape)`` of every entry of ``model``'s state dict, in order (compare with
-    :func:`official_keys`)."""
-    return [(k, list(v.shape)) for k, v in model.state_dict().items()]
+def assert_official_layout(model: torch.nn.Module, key_file: str, prefix: str) -> None:
+    """``model``'s state dict has the names and shapes, in order, of the official full-size
+    one's entries under ``prefix`` (see :func:`official_keys`)."""
+    ours = [(k, list(v.shape)) for k, v in model.state_dict().items()]
+    assert ours == official_keys(key_file, prefix)
+
+
+def fixture_features(data: dict[str, np.ndarray], prefix: str) -> dict[str, torch.Tensor]:
+    """The fixture's backbone features ``{level: (1, C, h, w) float32}`` (``prefix``: ``""``
+    for the target image, ``"ref_"`` for the referring example)."""
+    return {name: torch.from_numpy(data[f"{prefix}{name}"]) for name in LEVELS}
+
+
+def decode_fixture_features(decoder: Any, data: dict[str, np.ndarray], prefix: str) -> Any:
+    """A pixel decoder's ``forward_features`` (no grad) on :func:`fixture_features`."""
+    with torch.no_grad():
+        return decoder.forward_features(fixture_features(data, prefix))
 
 
 def assert_close(actual: torch.Tensor, expected: np.ndarray, name: str) -> None:

@@ -11,23 +11,14 @@ import torch
 import torch.nn.functional as F
 
 from napari_seem.model.focalnet import FOCAL_L, FOCAL_T, FocalNet, FocalNetConfig
-from tests.model.reference import (
-    LEVELS,
-    assert_close,
-    load_npz,
-    load_weights,
-    official_keys,
-    reference_dir,
-    state_layout,
-    sub_state_dict,
-)
+from tests.model import reference as ref
 
 FIXTURE = "focalt_v1_tiny"
 
 
 def tiny_focal_config() -> FocalNetConfig:
     """The reduced Focal-T backbone of the fixture, read from its ``config.json``."""
-    with open(reference_dir() / FIXTURE / "config.json") as f:
+    with open(ref.reference_dir() / FIXTURE / "config.json") as f:
         cfg = json.load(f)["effective"]["backbone"]
     assert cfg["name"] == "focal_dw"
     assert len(set(cfg["FOCAL_LEVELS"])) == 1 and len(set(cfg["FOCAL_WINDOWS"])) == 1
@@ -63,13 +54,13 @@ def normalise_and_pad(image: np.ndarray, mean: np.ndarray, std: np.ndarray) -> t
 
 @pytest.fixture(scope="module")
 def data() -> dict[str, np.ndarray]:
-    return load_npz(FIXTURE, "backbone_pixel_decoder")
+    return ref.load_npz(FIXTURE, "backbone_pixel_decoder")
 
 
 @pytest.fixture(scope="module")
 def backbone() -> FocalNet:
     model = FocalNet(tiny_focal_config()).eval()
-    model.load_state_dict(sub_state_dict(load_weights(FIXTURE), "backbone."), strict=True)
+    model.load_state_dict(ref.sub_state_dict(ref.load_weights(FIXTURE), "backbone."), strict=True)
     return model
 
 
@@ -82,9 +73,9 @@ def test_input_convention_reproduces_the_fixture(data: dict[str, np.ndarray]) ->
 def test_tiny_parity(backbone: FocalNet, data: dict[str, np.ndarray], prefix: str) -> None:
     with torch.no_grad():
         out = backbone(fixture_input(data, prefix))
-    assert list(out) == list(LEVELS)
-    for name in LEVELS:
-        assert_close(out[name], data[f"{prefix}{name}"], f"{prefix}{name}")
+    assert list(out) == list(ref.LEVELS)
+    for name in ref.LEVELS:
+        ref.assert_close(out[name], data[f"{prefix}{name}"], f"{prefix}{name}")
 
 
 @pytest.mark.parametrize(
@@ -99,10 +90,9 @@ def test_full_size_state_dict_layout(
 ) -> None:
     with torch.device("meta"):
         model = FocalNet(config)
-    ours = state_layout(model)
-    assert ours == official_keys(key_file, "backbone.")
-    assert model.out_channels == dict(zip(LEVELS, channels, strict=True))
-    assert model.out_strides == dict(zip(LEVELS, (4, 8, 16, 32), strict=True))
+    ref.assert_official_layout(model, key_file, "backbone.")
+    assert model.out_channels == dict(zip(ref.LEVELS, channels, strict=True))
+    assert model.out_strides == dict(zip(ref.LEVELS, (4, 8, 16, 32), strict=True))
 
 
 @pytest.mark.parametrize("variant", ["focal_dw", "focal"])

@@ -13,16 +13,7 @@ from napari_seem.model.pixel_decoder_deform import (
     deformable_sample,
 )
 from napari_seem.model.sam_vit import SAM_VIT_B, SAM_VIT_L, SamViTBackbone, SamViTConfig
-from tests.model.reference import (
-    LEVELS,
-    assert_close,
-    assert_pixel_features,
-    load_npz,
-    load_weights,
-    official_keys,
-    state_layout,
-    sub_state_dict,
-)
+from tests.model import reference as ref
 from tests.model.test_sam_vit import TINY
 
 FIXTURE = "samvitb_v1_tiny"
@@ -35,43 +26,41 @@ TINY_DECODER = DeformPixelDecoderConfig(
 
 @pytest.fixture(scope="module")
 def weights() -> dict[str, torch.Tensor]:
-    return load_weights(FIXTURE)  # type: ignore[return-value]
+    return ref.load_weights(FIXTURE)  # type: ignore[return-value]
 
 
 @pytest.fixture(scope="module")
 def decoder(weights: dict[str, torch.Tensor]) -> DeformPixelDecoder:
     model = DeformPixelDecoder(TINY_DECODER).eval()
-    model.load_state_dict(sub_state_dict(weights, "sem_seg_head.pixel_decoder."), strict=True)
+    model.load_state_dict(ref.sub_state_dict(weights, "sem_seg_head.pixel_decoder."), strict=True)
     return model
 
 
 @pytest.fixture(scope="module")
 def data() -> dict[str, np.ndarray]:
-    return load_npz(FIXTURE, "backbone_pixel_decoder")
+    return ref.load_npz(FIXTURE, "backbone_pixel_decoder")
 
 
 @pytest.mark.parametrize("prefix", ["", "ref_"])
 def test_tiny_parity_from_fixture_features(
     decoder: DeformPixelDecoder, data: dict[str, np.ndarray], prefix: str
 ) -> None:
-    features = {name: torch.from_numpy(data[f"{prefix}{name}"]) for name in LEVELS}
-    with torch.no_grad():
-        out = decoder.forward_features(features)
-    assert_pixel_features(out, data, prefix)
+    out = ref.decode_fixture_features(decoder, data, prefix)
+    ref.assert_pixel_features(out, data, prefix)
     assert out.transformer_encoder_features is out.multi_scale_features[0]
     if not prefix:  # the fixture stores it for the target image only
         expected = data["transformer_encoder_features"]
-        assert_close(out.transformer_encoder_features, expected, "encoder features")
+        ref.assert_close(out.transformer_encoder_features, expected, "encoder features")
 
 
 def test_tiny_parity_image_to_mask_features(
     decoder: DeformPixelDecoder, weights: dict[str, torch.Tensor], data: dict[str, np.ndarray]
 ) -> None:
     backbone = SamViTBackbone(TINY).eval()
-    backbone.load_state_dict(sub_state_dict(weights, "backbone."), strict=True)
+    backbone.load_state_dict(ref.sub_state_dict(weights, "backbone."), strict=True)
     with torch.no_grad():
         out = decoder(backbone(torch.from_numpy(data["input_normalized_padded"])))
-    assert_pixel_features(out, data, "")
+    ref.assert_pixel_features(out, data, "")
 
 
 def test_sampling_at_pixel_centres_reads_pixels() -> None:
@@ -96,5 +85,4 @@ def test_sampling_at_pixel_centres_reads_pixels() -> None:
 def test_full_size_state_dict_layout(backbone: SamViTConfig, key_file: str) -> None:
     with torch.device("meta"):
         model = DeformPixelDecoder(DeformPixelDecoderConfig(in_channels=backbone.fpn_channels))
-    ours = state_layout(model)
-    assert ours == official_keys(key_file, "sem_seg_head.pixel_decoder.")
+    ref.assert_official_layout(model, key_file, "sem_seg_head.pixel_decoder.")

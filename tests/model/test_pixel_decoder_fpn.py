@@ -17,17 +17,7 @@ from napari_seem.model.pixel_decoder_fpn import (
     FPNPixelDecoderConfig,
     PixelDecoderOutput,
 )
-from tests.model.reference import (
-    LEVELS,
-    assert_close,
-    assert_pixel_features,
-    load_npz,
-    load_weights,
-    official_keys,
-    reference_dir,
-    state_layout,
-    sub_state_dict,
-)
+from tests.model import reference as ref
 from tests.model.test_focalnet import (
     FIXTURE,
     fixture_input,
@@ -39,7 +29,7 @@ PREFIX = "sem_seg_head.pixel_decoder."
 
 def tiny_decoder_config() -> FPNPixelDecoderConfig:
     """The fixture's reduced pixel decoder, read from its ``config.json``."""
-    with open(reference_dir() / FIXTURE / "config.json") as f:
+    with open(ref.reference_dir() / FIXTURE / "config.json") as f:
         cfg = json.load(f)["effective"]["pixel_decoder"]
     assert cfg["name"] == "transformer_encoder_fpn" and not cfg["pre_norm"]
     return FPNPixelDecoderConfig(
@@ -54,38 +44,36 @@ def tiny_decoder_config() -> FPNPixelDecoderConfig:
 
 @pytest.fixture(scope="module")
 def weights() -> dict[str, torch.Tensor]:
-    return load_weights(FIXTURE)  # type: ignore[return-value]
+    return ref.load_weights(FIXTURE)  # type: ignore[return-value]
 
 
 @pytest.fixture(scope="module")
 def decoder(weights: dict[str, torch.Tensor]) -> FPNPixelDecoder:
     model = FPNPixelDecoder(tiny_decoder_config()).eval()
-    model.load_state_dict(sub_state_dict(weights, PREFIX), strict=True)
+    model.load_state_dict(ref.sub_state_dict(weights, PREFIX), strict=True)
     return model
 
 
 @pytest.fixture(scope="module")
 def data() -> dict[str, np.ndarray]:
-    return load_npz(FIXTURE, "backbone_pixel_decoder")
+    return ref.load_npz(FIXTURE, "backbone_pixel_decoder")
 
 
 def assert_matches_fixture(
     out: PixelDecoderOutput, data: dict[str, np.ndarray], prefix: str
 ) -> None:
     assert len(out.multi_scale_features) == 3
-    assert_pixel_features(out, data, prefix)
+    ref.assert_pixel_features(out, data, prefix)
     if f"{prefix}transformer_encoder_features" in data:  # stored for the target image only
         expected = data[f"{prefix}transformer_encoder_features"]
-        assert_close(out.transformer_encoder_features, expected, "encoder features")
+        ref.assert_close(out.transformer_encoder_features, expected, "encoder features")
 
 
 @pytest.mark.parametrize("prefix", ["", "ref_"])
 def test_tiny_parity_from_fixture_features(
     decoder: FPNPixelDecoder, data: dict[str, np.ndarray], prefix: str
 ) -> None:
-    features = {name: torch.from_numpy(data[f"{prefix}{name}"]) for name in LEVELS}
-    with torch.no_grad():
-        out = decoder.forward_features(features)
+    out = ref.decode_fixture_features(decoder, data, prefix)
     assert_matches_fixture(out, data, prefix)
 
 
@@ -97,7 +85,7 @@ def test_tiny_parity_image_to_pixel_features(
     prefix: str,
 ) -> None:
     backbone = FocalNet(tiny_focal_config()).eval()
-    backbone.load_state_dict(sub_state_dict(weights, "backbone."), strict=True)
+    backbone.load_state_dict(ref.sub_state_dict(weights, "backbone."), strict=True)
     with torch.no_grad():
         out = decoder(backbone(fixture_input(data, prefix)))
     assert_matches_fixture(out, data, prefix)
@@ -109,8 +97,7 @@ def test_tiny_parity_image_to_pixel_features(
 def test_full_size_state_dict_layout(config: FPNPixelDecoderConfig, key_file: str) -> None:
     with torch.device("meta"):
         model = FPNPixelDecoder(config)
-    ours = state_layout(model)
-    assert ours == official_keys(key_file, PREFIX)
+    ref.assert_official_layout(model, key_file, PREFIX)
 
 
 @pytest.mark.parametrize(

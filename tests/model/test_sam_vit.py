@@ -8,15 +8,7 @@ import torch
 
 from napari_seem.model.build import get_config
 from napari_seem.model.sam_vit import SAM_VIT_B, SAM_VIT_L, SamViTBackbone, SamViTConfig
-from tests.model.reference import (
-    LEVELS,
-    assert_close,
-    load_npz,
-    load_weights,
-    official_keys,
-    state_layout,
-    sub_state_dict,
-)
+from tests.model import reference as ref
 
 FIXTURE = "samvitb_v1_tiny"
 
@@ -41,13 +33,13 @@ def normalized_padded(data: dict[str, np.ndarray], image_key: str, size: int) ->
 @pytest.fixture(scope="module")
 def tiny_backbone() -> SamViTBackbone:
     model = SamViTBackbone(TINY).eval()
-    model.load_state_dict(sub_state_dict(load_weights(FIXTURE), "backbone."), strict=True)
+    model.load_state_dict(ref.sub_state_dict(ref.load_weights(FIXTURE), "backbone."), strict=True)
     return model
 
 
 @pytest.fixture(scope="module")
 def data() -> dict[str, np.ndarray]:
-    return load_npz(FIXTURE, "backbone_pixel_decoder")
+    return ref.load_npz(FIXTURE, "backbone_pixel_decoder")
 
 
 def test_input_convention_matches_fixture(data: dict[str, np.ndarray]) -> None:
@@ -62,16 +54,16 @@ def test_tiny_parity(
     image = normalized_padded(data, f"{prefix}image", TINY.img_size)
     with torch.no_grad():
         out = tiny_backbone(image)
-    assert list(out) == list(LEVELS)
-    for name in LEVELS:
-        assert_close(out[name], data[f"{prefix}{name}"], f"{prefix}{name}")
+    assert list(out) == list(ref.LEVELS)
+    for name in ref.LEVELS:
+        ref.assert_close(out[name], data[f"{prefix}{name}"], f"{prefix}{name}")
 
 
 def test_shapes_channels_and_strides() -> None:
     model = SamViTBackbone(TINY).eval()
     with torch.no_grad():
         out = model(torch.randn(2, 3, 128, 128))
-    for name in LEVELS:
+    for name in ref.LEVELS:
         stride = model.out_strides[name]
         assert out[name].shape == (2, model.out_channels[name], 128 // stride, 128 // stride)
     assert model.out_channels == {"res2": 32, "res3": 64, "res4": 128, "res5": 256}
@@ -89,6 +81,5 @@ def test_rejects_other_input_sizes() -> None:
 def test_full_size_state_dict_layout(config: SamViTConfig, key_file: str) -> None:
     with torch.device("meta"):
         model = SamViTBackbone(config)
-    ours = state_layout(model)
-    assert ours == official_keys(key_file, "backbone.")
+    ref.assert_official_layout(model, key_file, "backbone.")
     assert model.out_channels == {"res2": 128, "res3": 256, "res4": 512, "res5": 1024}
