@@ -23,12 +23,12 @@ import tempfile
 import time
 from typing import Any
 
-__all__ = ["main", "measure"]
+__all__ = ["main", "measure", "start_xvfb"]
 
 TICK_MS = 20
 
 
-def _start_xvfb() -> subprocess.Popen[bytes] | None:
+def start_xvfb() -> subprocess.Popen[bytes] | None:
     """Xvfb on a free display (DISPLAY is exported); None when a display exists or no Xvfb."""
     if os.environ.get("DISPLAY"):
         return None
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds for the job")
     parser.add_argument("--variant", default="seem-lite", help="model variant (default seem-lite)")
     args = parser.parse_args(argv)
-    xvfb = _start_xvfb()
+    xvfb = start_xvfb()
     try:
         result = measure(args.size, timeout_s=args.timeout, variant=args.variant)
     finally:

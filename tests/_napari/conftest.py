@@ -1,13 +1,13 @@
 """Shared fixtures of the napari tests: one tiny model process per test module.
 
 ``seem`` gives a shown viewer (Xvfb) with the SEEM widget docked and connected to the
-module's model process; ``shoot`` saves a canvas screenshot under the test's tmp dir (and
-under ``docs/images/`` when ``NAPARI_SEEM_SCREENSHOTS=1``).
+module's model process; ``shoot`` saves a canvas screenshot under the test's tmp dir. The
+pictures in ``docs/images/`` come from ``docs/images/screenshots.py`` (the shipped model),
+never from these tests (the tiny random model).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -53,12 +53,9 @@ def shoot(tmp_path: Path) -> Callable[[Any, str], np.ndarray]:
     def take(viewer: Any, name: str, *, canvas_only: bool = False, docs: bool = True) -> np.ndarray:
         import imageio.v3 as iio
 
+        del docs  # kept for the callers; docs pictures come from docs/images/screenshots.py
         shot = viewer.screenshot(canvas_only=canvas_only, flash=False)
         iio.imwrite(tmp_path / f"{name}.png", shot)
-        if docs and os.environ.get("NAPARI_SEEM_SCREENSHOTS") == "1":
-            out = ROOT / "docs" / "images"
-            out.mkdir(parents=True, exist_ok=True)
-            iio.imwrite(out / f"napari-{name}.png", shot)
         return np.asarray(shot)
 
     return take

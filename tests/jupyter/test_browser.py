@@ -1,8 +1,8 @@
 """The widget's front-end in a real Chromium, wired to the real Python widget.
 
 Playwright drives Debian's ``/usr/bin/chromium`` (never ``playwright install``); the page
-is served on 127.0.0.1 by :mod:`tests.jupyter.harness`. Set ``NAPARI_SEEM_SCREENSHOTS=1``
-to save the screenshot to ``docs/images/jupyter_widget.png``.
+is served on 127.0.0.1 by :mod:`tests.jupyter.harness`. The docs picture comes from the
+real-JupyterLab test (:mod:`tests.jupyter.test_jupyterlab`).
 """
 
 from __future__ import annotations
@@ -157,9 +157,6 @@ def test_click_reaches_python_and_mask_is_drawn(page: Any, tmp_path: Path) -> No
         shot = tmp_path / "jupyter_widget.png"
         page.locator(".seem-root").screenshot(path=str(shot))
         assert shot.stat().st_size > 10_000
-        if os.environ.get("NAPARI_SEEM_SCREENSHOTS") == "1":
-            DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
-            shutil.copy(shot, DOCS_IMAGES / "jupyter_widget.png")
         assert not bridge.errors, bridge.errors
     finally:
         bridge.stop()

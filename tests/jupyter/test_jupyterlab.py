@@ -150,7 +150,7 @@ def _result(page: Any, index: int, timeout: float = 120.0) -> dict[str, Any]:
 
 def test_seem_app_in_jupyterlab(lab: str, tmp_path: Path) -> None:
     scene = synthetic_nuclei(SHAPE, n_objects=24, seed=3)
-    with chromium_page(1280, 900) as page:
+    with chromium_page(1600, 1000) as page:
         page.goto(lab)
         page.locator(".jp-Notebook .jp-CodeCell").first.wait_for(timeout=90_000)
         statusbar = page.locator("#jp-main-statusbar")
@@ -205,12 +205,11 @@ def test_seem_app_in_jupyterlab(lab: str, tmp_path: Path) -> None:
 
 def _docs_screenshot(page: Any, app: Any, scene: Any, tmp_path: Path) -> None:
     """Two more nuclei committed, a third left as the preview, the cell saved as a picture."""
-    page.keyboard.press("Escape")
-    page.keyboard.press("Control+b")  # hide the file browser: the toolbar fits one row
-    page.wait_for_timeout(500)
+    app.get_by_placeholder("text prompt, e.g. nucleus").fill("nucleus")  # names the objects
     for label in (5, 9):
         rows, cols = np.nonzero(scene.labels == label)
         page.mouse.click(*screen_xy(page, SHAPE, np.median(rows), np.median(cols), within=app))
+        page.wait_for_timeout(300)  # the click reaches the kernel
         app.get_by_role("button", name="Segment", exact=True).click()
         page.wait_for_timeout(200)
         wait_for(lambda: "mask" in app.locator(".seem-status").inner_text(), "a preview", 120)

@@ -10,6 +10,7 @@ cache for the visible region (prefetch). It talks to the widget through
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -118,9 +119,9 @@ class ModelPanel:
 
     def _show_running(self, backend: Backend) -> None:
         info = backend.info
-        self.model_status.value = (
-            f"model: {info.model} on {info.device} (weights: {info.checkpoint})"
-        )
+        # the file name only: a full path is long and says where the user's files live
+        weights = Path(info.checkpoint).name if info.checkpoint else "none"
+        self.model_status.value = f"model: {info.model} on {info.device} (weights: {weights})"
 
     def _download_progress(self, done: int, total: int | None) -> None:
         """Weights download progress (from the starting thread)."""
