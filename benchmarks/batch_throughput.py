@@ -31,21 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._report import (
-    add_no_isolate_argument,
-    add_out_render_arguments,
-    add_sizes_argument,
-    centre_square,
-    header_lines,
-    load_average,
-    machine_info,
-    markdown_table,
-    peak_rss_bytes,
-    rerender,
-    show_report,
-    stderr,
-    write_report,
-)
+from benchmarks import _report as report
 
 __all__ = ["DEFAULT_SIZES", "add_arguments", "build_image", "main", "render_markdown", "run"]
 
@@ -117,7 +103,7 @@ def measure(
         threads=1,
         short_side=short_side,
     )
-    rss_before = peak_rss_bytes()
+    rss_before = report.peak_rss_bytes()
     with tempfile.TemporaryDirectory(prefix="napari-seem-batch-bench-") as tmp:
         out = Path(tmp) / "labels.zarr"
         task = Task(text=TEXT)
@@ -150,9 +136,9 @@ def measure(
         "objects": summary.objects,
         "wall_s": wall,
         "megapixels_per_s": pixels / 1e6 / wall,
-        "peak_rss_bytes": peak_rss_bytes(),
+        "peak_rss_bytes": report.peak_rss_bytes(),
         "rss_before_bytes": rss_before,
-        "load_1m": (load_average() or [None])[0],
+        "load_1m": (report.load_average() or [None])[0],
     }
 
 
@@ -165,12 +151,12 @@ def run(
     short_side: int = DEFAULT_SHORT_SIDE,
     max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
     isolate: bool = True,
-    log: Any = stderr,
+    log: Any = report.stderr,
 ) -> dict[str, Any]:
     """Measure every (size, workers); the JSON-ready result."""
     say = log or (lambda _m: None)
     started = time.perf_counter()
-    load_at_start = load_average()
+    load_at_start = report.load_average()
     rows = []
     builds = []
     with tempfile.TemporaryDirectory(prefix="napari-seem-batch-img-") as tmp:
@@ -180,7 +166,7 @@ def run(
             built = time.perf_counter() - t0
             builds.append({"size": size, "build_s": built})
             say(f"[{size}^2] image built lazily in {built:.1f} s")
-            region = centre_square(size, max_megapixels)
+            region = report.centre_square(size, max_megapixels)
             for n in workers:
                 kwargs = {"tile": tile, "halo": halo, "short_side": short_side, "region": region}
                 if isolate:
@@ -197,7 +183,7 @@ def run(
                 )
     return {
         "benchmark": "batch",
-        "machine": machine_info(threads=1),
+        "machine": report.machine_info(threads=1),
         "settings": {
             "sizes": sorted(sizes),
             "workers": list(workers),
@@ -211,7 +197,7 @@ def run(
             "isolated": isolate,
         },
         "wall_s": time.perf_counter() - started,
-        "load_average": {"start": load_at_start, "end": load_average()},
+        "load_average": {"start": load_at_start, "end": report.load_average()},
         "images": builds,
         "runs": rows,
     }
@@ -243,7 +229,7 @@ def render_markdown(result: Mapping[str, Any]) -> str:
     lines = [
         "# Batch throughput",
         "",
-        *header_lines(result["machine"]),
+        *report.header_lines(result["machine"]),
         f"- Task: {settings['task']} with `{settings['variant']}` ({settings['weights']} "
         "weights: plumbing speed, not a trained model's). Tiles "
         f"{settings['tile']} px, halo {settings['halo']}, each tile encoded at "
@@ -258,7 +244,7 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         f"{load.get('start')}, at end {load.get('end')} (above 2, other processes competed "
         "for the 2 cores and the figures are pessimistic).",
         "",
-        markdown_table(
+        report.markdown_table(
             [
                 "image",
                 "workers",
@@ -279,12 +265,12 @@ def render_markdown(result: Mapping[str, Any]) -> str:
 
 def write_outputs(result: Mapping[str, Any], out_dir: Path) -> tuple[Path, Path]:
     """Write ``batch.json`` and ``batch.md`` into ``out_dir``."""
-    return write_report(out_dir, "batch", result, render_markdown(result))
+    return report.write_report(out_dir, "batch", result, render_markdown(result))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sizes = f"square image sizes (default {list(DEFAULT_SIZES)}; --quick {list(QUICK_SIZES)})"
-    add_sizes_argument(parser, None, sizes)
+    report.add_sizes_argument(parser, None, sizes)
     parser.add_argument(
         "--workers",
         nargs="+",
@@ -307,13 +293,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_MAX_MEGAPIXELS,
         help="larger images are segmented on a central region this big (default %(default)s)",
     )
-    add_out_render_arguments(parser, "batch", RESULTS_DIR)
-    add_no_isolate_argument(parser, "")
+    report.add_out_render_arguments(parser, "batch", RESULTS_DIR)
+    report.add_no_isolate_argument(parser, "")
 
 
 def main(args: argparse.Namespace) -> int:
     if args.render is not None:
-        rerender(args.render, args.out, "batch", render_markdown)
+        report.rerender(args.render, args.out, "batch", render_markdown)
         return 0
     sizes = args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES)
     result = run(
@@ -325,4 +311,4 @@ def main(args: argparse.Namespace) -> int:
         max_megapixels=args.max_megapixels,
         isolate=args.isolate,
     )
-    return show_report(result, write_outputs(result, args.out), render_markdown)
+    return report.show_report(result, write_outputs(result, args.out), render_markdown)

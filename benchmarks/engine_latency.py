@@ -342,6 +342,10 @@ def write_outputs(result: Mapping[str, Any], out_dir: Path) -> tuple[Path, Path]
     return write_report(out_dir, "engine", result, render_markdown(result))
 
 
+#: The options of :func:`add_arguments` that are :func:`run`'s keyword arguments (same names).
+RUN_OPTIONS = ("variant", "sizes", "clicks", "areas", "tile", "halo", "server", "threads")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", default="seem-tiny-focal")
     parser.add_argument("--sizes", type=int, nargs="+", default=[2_000, 20_000])
@@ -357,14 +361,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    result = run(
-        variant=args.variant,
-        sizes=args.sizes,
-        clicks=args.clicks,
-        areas=args.areas,
-        tile=args.tile,
-        halo=args.halo,
-        server=args.server,
-        threads=args.threads,
-    )
+    result = run(**{name: getattr(args, name) for name in RUN_OPTIONS})
     return show_report(result, write_outputs(result, args.out), render_markdown, say=print)

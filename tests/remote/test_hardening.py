@@ -130,6 +130,18 @@ def _probe(server: Launched, send: Any) -> tuple[httpx.Response | None, float, f
     return reply, seconds, peak_rss_mb(pid) - base
 
 
+def _refused_post(
+    server: Launched, http: httpx.Client, path: str, body: dict[str, Any], name: str
+) -> tuple[dict[str, Any], float, float]:
+    """POST ``body`` to ``path`` under :func:`_probe`, :func:`record` it as ``name`` and check
+    that it is refused with 422; returns the reply's ``error`` object, seconds and RSS growth."""
+    reply, seconds, grown = _probe(server, lambda: http.post(path, json=body))
+    assert reply is not None
+    record(name, status=reply.status_code, seconds=seconds, rss_growth_mb=grown)
+    assert reply.status_code == 422, reply.text
+    return reply.json()["error"], seconds, grown
+
+
 # ---------------------------------------------------------------------- finding 1
 
 
@@ -144,13 +156,9 @@ def test_a_huge_declared_mask_is_refused_before_decoding(
         body: dict[str, Any] = {"prompt": prompt}
     else:
         body = {"example": prompt, "example_session_id": session}
-    reply, seconds, grown = _probe(
-        server, lambda: http.post(f"/sessions/{session}/{route}", json=body)
-    )
-    assert reply is not None
-    record(f"mask/{route}", status=reply.status_code, seconds=seconds, rss_growth_mb=grown)
-    assert reply.status_code == 422, reply.text
-    assert "crop the mask" in reply.json()["error"]["message"]
+    path = f"/sessions/{session}/{route}"
+    error, seconds, grown = _refused_post(server, http, path, body, f"mask/{route}")
+    assert "crop the mask" in error["message"]
     assert grown < 50, f"the server grew {grown:.0f} MiB"
     assert seconds < 2.0
 
@@ -160,13 +168,9 @@ def test_a_mask_outside_the_image_is_refused_before_decoding(
 ) -> None:
     mask = {"kind": "mask", "shape": [700, 4000], "offset": [0, 0], "rle": [0, 700 * 4000]}
     body = {"prompt": {"kind": "object", "visual": [mask]}}
-    reply, seconds, grown = _probe(
-        server, lambda: http.post(f"/sessions/{session}/predict", json=body)
-    )
-    assert reply is not None
-    record("mask/outside", status=reply.status_code, seconds=seconds, rss_growth_mb=grown)
-    assert reply.status_code == 422, reply.text
-    assert reply.json()["error"]["type"] == "PromptOutsideImageError"
+    path = f"/sessions/{session}/predict"
+    error, _, _ = _refused_post(server, http, path, body, "mask/outside")
+    assert error["type"] == "PromptOutsideImageError"
 
 
 # ---------------------------------------------------------------------- finding 2
@@ -288,13 +292,9 @@ def test_a_huge_scribble_width_is_refused_before_rasterizing(
 ) -> None:
     scribble = {"kind": "scribble", "vertices": [[300, 300], [310, 310]], "width": width}
     body = {"prompt": {"kind": "object", "visual": [scribble]}}
-    reply, seconds, grown = _probe(
-        server, lambda: http.post(f"/sessions/{session}/predict", json=body)
-    )
-    assert reply is not None
-    record(f"scribble/{width:g}", status=reply.status_code, seconds=seconds, rss_growth_mb=grown)
-    assert reply.status_code == 422, reply.text
-    assert "narrower" in reply.json()["error"]["message"]
+    path = f"/sessions/{session}/predict"
+    error, seconds, grown = _refused_post(server, http, path, body, f"scribble/{width:g}")
+    assert "narrower" in error["message"]
     assert seconds < 2 and grown < 50
 
 

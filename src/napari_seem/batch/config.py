@@ -10,7 +10,7 @@ is written. Frame: the segmented level's ``(row, col)`` pixels (level 0 unless
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -175,12 +175,10 @@ class BatchConfig:
     def tile_task(self, task: Task) -> TaskSpec:
         """The per-tile task the workers run: ``task`` with this configuration's thresholds."""
         try:
+            what = {f.name: getattr(task, f.name) for f in fields(task)}  # same names in both
             return TaskSpec(
                 task.kind,
-                vocabulary=task.vocabulary,
-                mode=task.mode,
-                text=task.text,
-                prompts=task.prompts,
+                **what,
                 object_mask_threshold=self.object_mask_threshold,
                 text_threshold=self.text_threshold,
                 min_area=self.min_area,

@@ -157,22 +157,15 @@ class FocalBlock(nn.Module):
     ``mlp.fc1`` ``[C*r, C]``, ``mlp.fc2`` ``[C, C*r]``.
     """
 
-    def __init__(
-        self,
-        *,
-        dim: int,
-        variant: FocalVariant,
-        focal_level: int,
-        focal_window: int,
-        mlp_ratio: float,
-        use_layerscale: bool,
-        scaling_modulator: bool,
-    ) -> None:
+    def __init__(self, *, dim: int, config: FocalNetConfig) -> None:
+        """``dim``: the channels of the block's stage; ``config``: the backbone's settings
+        (variant, focal level and window, MLP ratio, layerscale, scaling modulator)."""
         super().__init__()
+        variant = config.variant
         self.variant = variant
         self.gamma_1: nn.Parameter | None = None
         self.gamma_2: nn.Parameter | None = None
-        if use_layerscale:
+        if config.use_layerscale:
             self.gamma_1 = nn.Parameter(torch.full((dim,), 1e-4))
             self.gamma_2 = nn.Parameter(torch.full((dim,), 1e-4))
         self.dw1: nn.Conv2d | None = None
@@ -182,14 +175,14 @@ class FocalBlock(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.modulation = FocalModulation(
             dim=dim,
-            focal_level=focal_level,
-            focal_window=focal_window,
-            scaling_modulator=scaling_modulator,
+            focal_level=config.focal_level,
+            focal_window=config.focal_window,
+            scaling_modulator=config.scaling_modulator,
         )
         if variant == "focal_dw":
             self.dw2 = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
         self.norm2 = nn.LayerNorm(dim)
-        hidden = int(dim * mlp_ratio)
+        hidden = int(dim * config.mlp_ratio)
         self.mlp = nn.Sequential()
         self.mlp.add_module("fc1", nn.Linear(dim, hidden))
         self.mlp.add_module("act", nn.GELU())
@@ -260,18 +253,7 @@ class FocalNet(nn.Module):
         )
         stages = []
         for i, (dim, depth) in enumerate(zip(channels, config.depths, strict=True)):
-            blocks = [
-                FocalBlock(
-                    dim=dim,
-                    variant=config.variant,
-                    focal_level=config.focal_level,
-                    focal_window=config.focal_window,
-                    mlp_ratio=config.mlp_ratio,
-                    use_layerscale=config.use_layerscale,
-                    scaling_modulator=config.scaling_modulator,
-                )
-                for _ in range(depth)
-            ]
+            blocks = [FocalBlock(dim=dim, config=config) for _ in range(depth)]
             downsample = None
             if i < len(channels) - 1:
                 downsample = PatchEmbed(
