@@ -204,8 +204,12 @@ def test_seem_app_in_jupyterlab(lab: str, tmp_path: Path) -> None:
 
 
 def _docs_screenshot(page: Any, app: Any, scene: Any, tmp_path: Path) -> None:
-    """Two more nuclei committed, a third left as the preview, the cell saved as a picture."""
+    """The test's commit undone, a nucleus committed as "nucleus", another left as the
+    preview; the cell saved as a picture."""
+    app.get_by_role("button", name="Undo", exact=True).click()  # the test's commit goes
+    wait_for(lambda: "× 1" not in app.locator(".seem-legend").inner_text(), "the undo", 60)
     app.get_by_placeholder("text prompt, e.g. nucleus").fill("nucleus")  # names the objects
+    legend = app.locator(".seem-legend")
     for label in (5, 9):
         rows, cols = np.nonzero(scene.labels == label)
         page.mouse.click(*screen_xy(page, SHAPE, np.median(rows), np.median(cols), within=app))
@@ -215,7 +219,7 @@ def _docs_screenshot(page: Any, app: Any, scene: Any, tmp_path: Path) -> None:
         wait_for(lambda: "mask" in app.locator(".seem-status").inner_text(), "a preview", 120)
         if label == 5:
             app.get_by_role("button", name="Commit", exact=True).click()
-            wait_for(lambda: "× 2" in app.locator(".seem-legend").inner_text(), "commit", 60)
+            wait_for(lambda: "nucleus × 1" in legend.inner_text(), "the commit", 60)
     page.wait_for_timeout(500)
     shot = tmp_path / "jupyter_widget.png"
     page.locator(".jp-Notebook .jp-CodeCell").nth(0).screenshot(path=str(shot))
