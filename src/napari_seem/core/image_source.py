@@ -93,6 +93,27 @@ class SourceConfig:
     axes_from: str = field(default="given", compare=False)
 
 
+def _check_box(
+    box: tuple[int, int, int, int], height: int, width: int, what: str, frame: str
+) -> None:
+    """Refuse a box ``(row0, col0, row1, col1)`` that is not four integers with
+    ``0 <= row0 < row1 <= height`` and ``0 <= col0 < col1 <= width``.
+
+    ``what`` names the box in the message (``"region"``, ``"window"``); ``frame`` says what it
+    is outside of (e.g. ``"level 1 of 50 x 60 pixels (or empty)"``).
+
+    Raises:
+        ImageSourceError: with that message.
+    """
+    if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in box):
+        raise ImageSourceError(f"{what} bounds must be integers, got {box}")
+    row0, col0, row1, col1 = box
+    if not (0 <= row0 < row1 <= height and 0 <= col0 < col1 <= width):
+        raise ImageSourceError(
+            f"{what} rows [{row0}, {row1}) x cols [{col0}, {col1}) is outside {frame}"
+        )
+
+
 class ImageSource:
     """A lazily read image: frozen ``config`` plus one array handle per level.
 
@@ -185,15 +206,11 @@ class ImageSource:
         lv = self.config.level if level is None else level
         lev = self.get_level(lv)
         height, width = self.spatial_shape
-        box = (row0, col0, row1, col1)
-        if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in box):
-            raise ImageSourceError(f"region bounds must be integers, got {box}")
-        if not (0 <= row0 < row1 <= height and 0 <= col0 < col1 <= width):
-            raise ImageSourceError(
-                f"region rows [{row0}, {row1}) x cols [{col0}, {col1}) is outside the image "
-                f"of {height} x {width} level-0 pixels (or empty); pass 0 <= row0 < row1 <= "
-                f"{height} and 0 <= col0 < col1 <= {width}"
-            )
+        frame = (
+            f"the image of {height} x {width} level-0 pixels (or empty); pass "
+            f"0 <= row0 < row1 <= {height} and 0 <= col0 < col1 <= {width}"
+        )
+        _check_box((row0, col0, row1, col1), height, width, "region", frame)
         fy, fx = lev.factors[self._y], lev.factors[self._x]
         lh, lw = lev.shape[self._y], lev.shape[self._x]
         r0 = min(math.floor(row0 / fy), lh - 1)
@@ -283,14 +300,8 @@ class ImageSource:
         tiles are cut in that level's pixel grid. ``plane`` holds level-0 plane indices.
         """
         lh, lw = self.spatial_shape_at(level)
-        box = (row0, col0, row1, col1)
-        if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in box):
-            raise ImageSourceError(f"window bounds must be integers, got {box}")
-        if not (0 <= row0 < row1 <= lh and 0 <= col0 < col1 <= lw):
-            raise ImageSourceError(
-                f"window rows [{row0}, {row1}) x cols [{col0}, {col1}) is outside level "
-                f"{level} of {lh} x {lw} pixels (or empty)"
-            )
+        frame = f"level {level} of {lh} x {lw} pixels (or empty)"
+        _check_box((row0, col0, row1, col1), lh, lw, "window", frame)
         index = self._plane_index(plane, level)
         raw = self._read(self.get_level(level).array, index, slice(row0, row1), slice(col0, col1))
         return self._to_rgb(raw)
