@@ -376,7 +376,6 @@ class SeemPredictor:
         """
         return decode_spatial(self, pos, neg, prev)
 
-
     def decode_prompts(
         self,
         features: ImageFeatures,
@@ -417,7 +416,6 @@ class SeemPredictor:
         assert out.pred_smasks is not None and out.spatial_logits is not None
         assert out.pred_stexts is not None
         return out.pred_smasks[0], out.spatial_logits[0], out.pred_stexts[0]
-
 
     def _choose_candidates(
         self, objects: list[ObjectPrompt], spatial_logits: torch.Tensor, captions: torch.Tensor
