@@ -394,8 +394,10 @@ class SeemWidget(anywidget.AnyWidget):
             obj = object_prompt(self.prompt_data, self.text)
             text = self.text.strip()
             object_id = self._object_id
+        notice = None
         if obj is not None:
-            found = [backend.predict(handle, obj, object_id=object_id)]
+            answer = backend.predict_answer(handle, obj, object_id=object_id)
+            found, notice = [answer.mask], answer.notice
         elif text:
             found = backend.ground(handle, [text], threshold=self.grounding_threshold)
         else:
@@ -404,7 +406,8 @@ class SeemWidget(anywidget.AnyWidget):
             )
         self._set_preview(SegmentationResult(handle.image_shape, tuple(found)))
         areas = ", ".join(f"{o.area} px" for o in found[:3])
-        return f"{len(found)} mask(s): {areas}" if found else "no mask found"
+        said = f"{len(found)} mask(s): {areas}" if found else "no mask found"
+        return said if notice is None else f"{said}. {notice}"
 
     def _do_refer(self) -> str:
         other = self._example_source

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from napari_seem.app.backend import RemoteBackend
+from napari_seem.app.backend import RemoteBackend, predict_answer
 from napari_seem.app.everything import everything_in_box
 from napari_seem.app.propagate import propagate
 from napari_seem.core.labels import LabelsCrop
@@ -154,6 +154,9 @@ class Backend:
         self._sessions: dict[tuple[str, tuple[int, ...]], str] = {}
         self._opened: dict[str, tuple[str, str | None]] = {}  # key -> (path or image id, kind)
         self.info = client.info().result()  # model, device, weights: shown in the widget
+        #: called (from a worker thread) with a sentence for the user, e.g. an object cut
+        #: at the tile limit; the widget shows it
+        self.on_notice: Callable[[str], None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -296,8 +299,15 @@ class Backend:
         *,
         object_id: str | None = None,
     ) -> ObjectMask:
-        """One object from visual (+ text) prompts; ``object_id`` keeps the memory."""
-        return self.model.predict(self.session(image, plane), prompt, object_id=object_id)
+        """One object from visual (+ text) prompts; ``object_id`` keeps the memory.
+
+        An object cut at the model's tile limit is returned as cut, and :attr:`on_notice`
+        (when set) gets the sentence to show the user.
+        """
+        answer = predict_answer(self.model, self.session(image, plane), prompt, object_id=object_id)
+        if answer.notice is not None and self.on_notice is not None:
+            self.on_notice(answer.notice)
+        return answer.mask
 
     def ground(
         self,

@@ -17,9 +17,7 @@ from typing import Any
 from magicgui.widgets import ComboBox, FloatSpinBox, LineEdit, PushButton
 
 from napari_seem._napari import layers as L
-from napari_seem._napari import prompt_layers as P
 from napari_seem._napari.backend import Backend
-from napari_seem._napari.commits import next_label_id
 from napari_seem._napari.host import Host
 from napari_seem.core.modes import DEFAULT_EVERYTHING_MODE, EVERYTHING_MODES
 from napari_seem.core.progress import Progress
@@ -33,6 +31,15 @@ PIECE_S = 0.015
 
 #: Fewest seconds between two progress redraws (bar and status line).
 REDRAW_S = 0.25
+
+
+def _warm_labels() -> None:
+    """Import and build once what a new napari Labels layer needs (no Qt involved)."""
+    import numpy as np
+    import pandas  # noqa: F401  (the layer's feature table)
+    from napari.layers import Labels
+
+    Labels(np.zeros((2, 2), dtype=np.uint32))
 
 
 class LongRuns:
@@ -67,6 +74,9 @@ class LongRuns:
         self.direction = ComboBox(label="Direction", choices=["forward", "backward"])
         self.propagate_button = PushButton(text="Propagate through stack")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
+        # the first labels layer of a session pays for imports (pandas) and napari's first
+        # label colormap: pay them here, off the GUI thread, not at the press
+        threading.Thread(target=_warm_labels, name="seem-warm", daemon=True).start()
         self.everything_button.changed.connect(self.segment_everything)
         self.propagate_button.changed.connect(self.propagate)
         self.cancel_button.changed.connect(self.cancel)
@@ -142,12 +152,6 @@ class LongRuns:
         plane, ref = host.plane_of(image), host.image_ref(image)
         threshold = float(self.min_score.value)
         mode = str(self.everything_mode.value)
-        # napari's add_labels is one GUI step of a few hundred ms (layer controls, vispy
-        # visuals) that cannot be split: it happens here, at the press, never while the job
-        # runs; the layer goes again when the run ends without a commit.
-        created = P.find_layer(host.viewer, P.TARGET_NAME, "Labels") is None
-        target = host.target_layer(image)
-        created = created and target.name == P.TARGET_NAME
         cancel = self._start("SEEM: segment everything")
 
         def work(backend: Backend) -> list[ObjectMask]:
@@ -162,30 +166,22 @@ class LongRuns:
                 mode=mode,
             )
 
-        def committed(ids: list[int]) -> None:
-            self._end()
-            if not ids and created:
-                self._drop(target)
-            host.status.value = (
-                f"Segment everything: {len(ids)} object(s) committed into {target.name!r} "
-                "(one undo step)."
-            )
-
         def done(objects: list[ObjectMask]) -> None:
+            # napari's add_labels (a new target layer) is one GUI step that cannot be split;
+            # painting the objects is spread over the next turns
+            target = host.target_layer(image)
+
+            def committed(ids: list[int]) -> None:
+                self._end()
+                host.status.value = (
+                    f"Segment everything: {len(ids)} object(s) committed into "
+                    f"{target.name!r} (one undo step)."
+                )
+
             steps = host.commits.commit_steps(target, objects, plane, default_class=None)
             self._commit_in_pieces(steps, len(objects), committed)
 
-        def failed() -> None:
-            self._end()
-            if created:
-                self._drop(target)
-
-        host.run("Segment everything", work, done, on_error=failed)
-
-    def _drop(self, layer: Any) -> None:
-        """Remove a target layer this run created and never painted."""
-        if layer in self.host.viewer.layers and next_label_id(layer) == 1:
-            self.host.viewer.layers.remove(layer)
+        host.run("Segment everything", work, done, on_error=self._end)
 
     def _commit_in_pieces(
         self,

@@ -10,9 +10,9 @@ cache for the visible region (prefetch). It talks to the widget through
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from magicgui.types import FileDialogMode
@@ -118,6 +118,8 @@ class ModelPanel:
         self.model_status.value = "model: not running (starts on next use)"
 
     def _show_running(self, backend: Backend) -> None:
+        host = self.host
+        backend.on_notice = lambda text: host.main.later(lambda: host.notify(text, "warning"))
         info = backend.info
         # the file name only: a full path is long and says where the user's files live
         weights = Path(info.checkpoint).name if info.checkpoint else "none"

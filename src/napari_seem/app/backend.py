@@ -23,6 +23,7 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -46,12 +47,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NO_REMOTE",
+    "Answer",
     "Box",
     "JobKindMissing",
     "LocalBackend",
     "ModelBackend",
     "RemoteBackend",
     "follow",
+    "predict_answer",
 ]
 
 #: Level-0 ``(row0, col0, row1, col1)``, max exclusive.
@@ -61,6 +64,44 @@ NO_REMOTE = (
     "{task} through a model server needs a server that offers it (this one does not): use "
     "the in-process engine (model=None or a variant name) or update the server"
 )
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One ``predict`` answered with its limit: the mask and whether it was cut.
+
+    Attributes:
+        mask: the object as a level-0 crop with its offset.
+        truncated: the object reached beyond ``max_tiles`` decoded tiles and was cut there.
+        max_tiles: the tile limit of the answer (``None`` when the model did not say).
+    """
+
+    mask: ObjectMask
+    truncated: bool = False
+    max_tiles: int | None = None
+
+    @property
+    def notice(self) -> str | None:
+        """What to tell the user about a cut object (``None`` when it was not cut)."""
+        if not self.truncated:
+            return None
+        limit = f"{self.max_tiles} tiles" if self.max_tiles else "the tile limit"
+        return (
+            f"The object reaches beyond {limit} and was cut there: prompt a smaller object "
+            "(a box around it), or start the model with a larger max_tiles "
+            "(napari-seem serve --max-tiles)."
+        )
+
+
+def predict_answer(
+    model: Any, session_id: str, prompt: ObjectPrompt, *, object_id: str | None = None
+) -> Answer:
+    """``model.predict`` with its ``truncated`` flag, for any :class:`ModelBackend` (one
+    without ``predict_answer`` answers ``truncated=False``)."""
+    answer = getattr(model, "predict_answer", None)
+    if answer is None:
+        return Answer(model.predict(session_id, prompt, object_id=object_id))
+    return answer(session_id, prompt, object_id=object_id)
 
 
 class JobKindMissing(PromptError):
@@ -240,6 +281,14 @@ class LocalBackend:
         with _engine_errors():
             return self.engine.predict(session_id, prompt, object_id=object_id)
 
+    def predict_answer(
+        self, session_id: str, prompt: ObjectPrompt, *, object_id: str | None = None
+    ) -> Answer:
+        """:meth:`predict` with the engine's ``truncated`` flag (no warning: the UI says it)."""
+        with _engine_errors():
+            got = self.engine.predict_answer(session_id, prompt, object_id=object_id)
+        return Answer(got.mask, bool(got.truncated), int(got.max_tiles))
+
     def forget_object(self, session_id: str, object_id: str) -> None:
         with contextlib.suppress(Exception):
             self.engine.forget_object(session_id, object_id)
@@ -357,6 +406,15 @@ class RemoteBackend:
         self, session_id: str, prompt: ObjectPrompt, *, object_id: str | None = None
     ) -> ObjectMask:
         return self.client.predict(session_id, prompt, object_id=object_id).result()
+
+    def predict_answer(
+        self, session_id: str, prompt: ObjectPrompt, *, object_id: str | None = None
+    ) -> Answer:
+        """:meth:`predict` with the server's ``truncated`` flag (no warning: the UI says it)."""
+        from napari_seem.remote.protocol import object_mask_from_reply
+
+        reply = self.client.predict_reply(session_id, prompt, object_id=object_id).result()
+        return Answer(object_mask_from_reply(reply), bool(reply.truncated), reply.max_tiles)
 
     def forget_object(self, session_id: str, object_id: str) -> None:
         """Nothing: the server forgets an object's memory with its session."""

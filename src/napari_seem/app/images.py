@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from napari_seem.app.backend import LocalBackend, ModelBackend, RemoteBackend
+from napari_seem.app.backend import (
+    Answer,
+    LocalBackend,
+    ModelBackend,
+    RemoteBackend,
+    predict_answer,
+)
 from napari_seem.core.io import ImageSource, ImageSourceError, open_image
 from napari_seem.core.modes import (
     DEFAULT_EVERYTHING_MODE,
@@ -132,6 +138,12 @@ class Backend:
     ) -> ObjectMask:
         """One object's mask (level-0 crop + offset); ``object_id`` keeps round memory."""
         return self.model.predict(handle.session_id, prompt, object_id=object_id)
+
+    def predict_answer(
+        self, handle: ImageHandle, prompt: ObjectPrompt, *, object_id: str | None = None
+    ) -> Answer:
+        """:meth:`predict` with whether the object was cut at the model's tile limit."""
+        return predict_answer(self.model, handle.session_id, prompt, object_id=object_id)
 
     def use_weights(self, path: str | Path | None) -> str:
         """Run this model with a fine-tuned weight file (``None``: its base weights again);
