@@ -85,7 +85,8 @@ class SeemWidget(anywidget.AnyWidget):
         bands: three channel indices for R, G, B of a multi-band image.
         labels: where committed objects are painted: an ``(H, W)`` integer numpy array or
             writable zarr array; default a new uint32 numpy array (zarr for huge images).
-        vocabulary: class names used by Everything (and to name clicked objects).
+        vocabulary: class names used by Everything. A clicked object is named by the text
+            box (type ``nucleus`` to compose the click with that class), not by this list.
         name: shown to other widgets that pick this one as a referring example.
         height: canvas height in CSS pixels.
 
