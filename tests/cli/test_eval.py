@@ -104,3 +104,22 @@ def test_bad_labels_are_refused(tmp_path: Path) -> None:
     tifffile.imwrite(tmp_path / "x_labels.tif", np.ones((9, 8), np.uint16))
     with pytest.raises(EvalDataError, match="differ in size"):
         load_folder(tmp_path)
+
+
+def test_an_ambiguous_image_needs_axes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A (3, H, W) image could be three bands or three planes: refused with a message until
+    ``--axes`` says which; with ``--axes cyx`` it is read as three bands (issue 17 item 5)."""
+    import tifffile
+
+    scene = synthetic_nuclei((64, 64), n_objects=3, seed=4)
+    bands = np.stack([scene.image] * 3)  # (3, 64, 64), no axis metadata
+    tifffile.imwrite(tmp_path / "img.tif", bands, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "img_labels.tif", scene.labels.astype(np.uint16))
+    args = ["--image", str(tmp_path / "img.tif"), "--labels", str(tmp_path / "img_labels.tif")]
+    _fails([*args, "--no-seem"], capsys, "--axes")
+    item = load_pair(tmp_path / "img.tif", tmp_path / "img_labels.tif", axes="cyx")
+    assert item.image.shape == (64, 64, 3)
+    np.testing.assert_array_equal(item.instances > 0, scene.labels > 0)
+    out = tmp_path / "out"
+    assert main(["eval", *args, "--axes", "cyx", "--no-seem", "--out", str(out)]) == 0
+    assert json.loads((out / "eval.json").read_text())

@@ -109,6 +109,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     src.add_argument("--dataset", choices=BUILTIN_DATASETS, help="built-in held-out data")
     src.add_argument("--folder", help="folder of NAME.tif + NAME_labels.tif (or images/, labels/)")
     src.add_argument("--image", help="image: zarr / OME-Zarr / TIFF (with --labels)")
+    src.add_argument(
+        "--axes",
+        default=None,
+        help="axis letters of the images from tczyx, e.g. cyx (bands first); needed "
+        "when a shape is ambiguous, e.g. (3, H, W); default: metadata, else the shape",
+    )
     src.add_argument("--labels", help="instance labels: zarr / OME-Zarr labels / TIFF")
     src.add_argument(
         "--class-name",
@@ -213,6 +219,7 @@ def run_eval(args: argparse.Namespace) -> int:
             image=args.image,
             labels=args.labels,
             class_name=args.class_name,
+            axes=args.axes,
         )
     except EvalDataError as exc:
         raise CliError(str(exc)) from exc

@@ -94,11 +94,12 @@ def _single_class(instances: np.ndarray, class_name: str) -> dict[int, str]:
     return {int(i): class_name for i in np.unique(instances) if i != 0}
 
 
-def _read_image(path: Path) -> np.ndarray:
+def _read_image(path: Path, axes: str | None = None) -> np.ndarray:
     from napari_seem.core.io import ImageSourceError, open_image
 
     try:
-        source = open_image(path)
+        # an ambiguous shape such as (3, H, W) is refused unless ``axes`` says what it is
+        source = open_image(path, axes=axes, strict_axes=True)
     except ImageSourceError as exc:
         raise EvalDataError(f"cannot read image {path}: {exc}") from exc
     if source.plane_axes:
@@ -125,14 +126,22 @@ def _read_labels(path: Path) -> np.ndarray:
     return source.read_region(0, 0, h, w)[..., 0]
 
 
-def load_pair(image: str | Path, labels: str | Path, *, class_name: str = "object") -> EvalItem:
-    """One image + its labels (zarr, OME-Zarr or TIFF each)."""
+def load_pair(
+    image: str | Path,
+    labels: str | Path,
+    *,
+    class_name: str = "object",
+    axes: str | None = None,
+) -> EvalItem:
+    """One image + its labels (zarr, OME-Zarr or TIFF each); ``axes`` names the image's axes
+    (letters of ``tczyx``, e.g. ``cyx``) when its metadata and shape leave them ambiguous."""
     image, labels = Path(image), Path(labels)
     for what, path in (("image", image), ("labels", labels)):
         if not path.exists():
             raise EvalDataError(f"{what} {path} does not exist")
     instances = _as_instances(_read_labels(labels), str(labels))
-    return EvalItem(image.stem, _read_image(image), instances, _single_class(instances, class_name))
+    pixels = _read_image(image, axes)
+    return EvalItem(image.stem, pixels, instances, _single_class(instances, class_name))
 
 
 def _pairs(folder: Path) -> list[tuple[Path, Path]]:
@@ -152,8 +161,11 @@ def _pairs(folder: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def load_folder(folder: str | Path, *, class_name: str = "object") -> list[EvalItem]:
-    """Every TIFF pair in ``folder`` (module docstring), sorted by name."""
+def load_folder(
+    folder: str | Path, *, class_name: str = "object", axes: str | None = None
+) -> list[EvalItem]:
+    """Every TIFF pair in ``folder`` (module docstring), sorted by name; ``axes`` as in
+    :func:`load_pair`, for every image."""
     folder = Path(folder)
     if not folder.is_dir():
         raise EvalDataError(f"{folder} is not a folder")
@@ -163,7 +175,7 @@ def load_folder(folder: str | Path, *, class_name: str = "object") -> list[EvalI
             f"{folder}: no image/labels pairs found; name them NAME.tif + NAME_labels.tif, "
             "or put them in images/ and labels/ with the same file names"
         )
-    return [load_pair(img, lab, class_name=class_name) for img, lab in pairs]
+    return [load_pair(img, lab, class_name=class_name, axes=axes) for img, lab in pairs]
 
 
 def _landsat_heldout() -> list[EvalItem]:
@@ -221,15 +233,17 @@ def load_source(
     image: str | Path | None = None,
     labels: str | Path | None = None,
     class_name: str = "object",
+    axes: str | None = None,
 ) -> list[EvalItem]:
-    """Exactly one source: ``dataset``, ``folder``, or ``image`` with ``labels``."""
+    """Exactly one source: ``dataset``, ``folder``, or ``image`` with ``labels`` (``axes``: the
+    images' axis letters when ambiguous, see :func:`load_pair`)."""
     given = [dataset is not None, folder is not None, image is not None or labels is not None]
     if sum(given) != 1:
         raise EvalDataError("give exactly one of: a built-in dataset, a folder, image + labels")
     if dataset is not None:
         return load_builtin(dataset)
     if folder is not None:
-        return load_folder(folder, class_name=class_name)
+        return load_folder(folder, class_name=class_name, axes=axes)
     if image is None or labels is None:
         raise EvalDataError("an image needs its labels and labels need their image")
-    return [load_pair(image, labels, class_name=class_name)]
+    return [load_pair(image, labels, class_name=class_name, axes=axes)]
