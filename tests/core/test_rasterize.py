@@ -82,6 +82,35 @@ def test_scribble_outside_the_frame_is_clipped():
     np.testing.assert_array_equal(pos, _grid("#####", ".....", "....."))
 
 
+def test_a_brush_wider_than_the_frame_paints_the_same_pixels_in_bounded_memory():
+    """Issue 16 finding 4 in process: a brush wider than the frame used to allocate a canvas
+    of (frame + brush)^2 pixels (width 1e9: MemoryError); now the frame's memory only."""
+    import tracemalloc
+
+    from napari_seem.core.rasterize import _paint_rectangles
+
+    # exact: the difference-array path equals painting every clipped rectangle by hand
+    rng = np.random.default_rng(0)
+    low = rng.integers(-30, 40, size=(40, 2))
+    high = low + rng.integers(0, 50, size=(40, 2))
+    fast = np.zeros((37, 23), bool)
+    _paint_rectangles(fast, low, high)
+    slow = np.zeros((37, 23), bool)
+    for (a, b), (c, d) in zip(low, high, strict=True):
+        slow[max(a, 0) : max(c + 1, 0), max(b, 0) : max(d + 1, 0)] = True
+    np.testing.assert_array_equal(fast, slow)
+    # a stroke along row 2 of a 6 x 8 frame, brush 9 (wider than the frame: every row
+    # within 4 of row 2 is painted) and brush 1e9 (everything)
+    wide = _pos(Scribble([(2, 1), (2, 5)], width=9), (6, 8))
+    assert wide.all()  # rows 2 +- 4 and cols 1..5 +- 4 cover the whole 6 x 8 frame
+    tracemalloc.start()
+    huge = _pos(Scribble([(100, 100), (300, 400)], width=1e9), (512, 512))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert huge.all()
+    assert peak < 64 * 1024**2, peak  # a few frame-sized arrays, not (frame + 1e9)^2
+
+
 # ------------------------------------------------------------------------------ boxes, etc.
 
 

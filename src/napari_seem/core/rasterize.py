@@ -143,6 +143,26 @@ def _sliding_any(canvas: BoolMask, size: int, axis: int) -> BoolMask:
     return np.asarray(upper - lower > 0)
 
 
+def _paint_rectangles(
+    out: BoolMask, low: npt.NDArray[np.int64], high: npt.NDArray[np.int64]
+) -> None:
+    """Set the union of inclusive rectangles ``low[i] .. high[i]`` (frame ``(row, col)``),
+    clipped to ``out``, with a 2-D difference array: O(rectangles + pixels) time and memory."""
+    height, width = out.shape
+    r0 = np.clip(low[:, 0], 0, height)
+    c0 = np.clip(low[:, 1], 0, width)
+    r1 = np.clip(high[:, 0] + 1, 0, height)
+    c1 = np.clip(high[:, 1] + 1, 0, width)
+    keep = (r1 > r0) & (c1 > c0)
+    r0, c0, r1, c1 = r0[keep], c0[keep], r1[keep], c1[keep]
+    diff = np.zeros((height + 1, width + 1), dtype=np.int64)
+    np.add.at(diff, (r0, c0), 1)
+    np.add.at(diff, (r0, c1), -1)
+    np.add.at(diff, (r1, c0), -1)
+    np.add.at(diff, (r1, c1), 1)
+    out |= diff.cumsum(axis=0).cumsum(axis=1)[:height, :width] > 0
+
+
 def _stamp(out: BoolMask, centres: npt.NDArray[np.int64], size: tuple[int, int]) -> None:
     """Set a ``size`` rectangle around each integer frame ``(row, col)`` centre, clipped.
 
@@ -159,6 +179,11 @@ def _stamp(out: BoolMask, centres: npt.NDArray[np.int64], size: tuple[int, int])
     if not touches.any():
         return
     low, high, centres = low[touches], high[touches], centres[touches]
+    if size[0] > height or size[1] > width:
+        # a brush wider than the frame: paint the clipped rectangles through a difference
+        # array (memory of the frame, whatever the brush width) instead of a padded canvas
+        _paint_rectangles(out, low, high)
+        return
     r0, c0 = max(0, int(low[:, 0].min())), max(0, int(low[:, 1].min()))
     r1, c1 = min(height, int(high[:, 0].max()) + 1), min(width, int(high[:, 1].max()) + 1)
     # Centres on a canvas that reaches `after` beyond the window's top/left and `before`
