@@ -101,7 +101,6 @@ def _is_type_checking(node: ast.If) -> bool:
 
 def _walk(node: ast.AST, typing: bool = False) -> Iterator[tuple[ast.AST, bool]]:
     for child in ast.iter_child_nodes(node):
-        inner = typing or (isinstance(child, ast.If) and _is_type_checking(child))
         if isinstance(child, ast.If) and _is_type_checking(child):
             for sub in child.body:
                 yield sub, True
@@ -110,8 +109,8 @@ def _walk(node: ast.AST, typing: bool = False) -> Iterator[tuple[ast.AST, bool]]
                 yield sub, typing
                 yield from _walk(sub, typing)
             continue
-        yield child, inner
-        yield from _walk(child, inner)
+        yield child, typing
+        yield from _walk(child, typing)
 
 
 def _resolve(mod: Module, node: ast.ImportFrom) -> str | None:
