@@ -5,6 +5,7 @@ Examples::
     napari-seem train --tiff-folder data/ --class-name nucleus --steps 300 --out my.safetensors
     napari-seem train --zarr labelled.zarr --class-name cell --resume-dir runs/cells
     napari-seem train --ome-zarr image.ome.zarr --class-name nucleus --tasks spatial
+    napari-seem train --tiff-folder rasters/ --axes cyx --class-name building
     napari-seem train --recipe seem-lite --resume-dir out/seem-lite-train
 
 The parser is built without importing torch; the work imports it when it runs.
@@ -33,6 +34,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     src.add_argument("--ome-zarr", help="OME-Zarr image with a labels/ group")
     src.add_argument(
         "--recipe", choices=["seem-lite"], help="rebuild the shipped seem-lite weights"
+    )
+    p.add_argument(
+        "--axes",
+        default=None,
+        help="axis letters of the images from tczyx, e.g. cyx (bands first) or zyx (planes); "
+        "labels have the same axes without c. Default: (H, W), (H, W, C) or a stack of "
+        "planes matching the labels",
     )
     p.add_argument("--class-name", default="object", help="class of every labelled object")
     p.add_argument("--labels-suffix", default="_labels", help="TIFF label suffix (_labels)")
@@ -80,21 +88,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"weights: {path}")
         return 0
 
-    from napari_seem.train import data as tdata
-
-    try:
-        if args.tiff_folder:
-            items = tdata.from_tiff_folder(
-                args.tiff_folder, args.class_name, labels_suffix=args.labels_suffix
-            )
-        elif args.zarr:
-            items = tdata.from_zarr(args.zarr, args.class_name)
-        else:
-            items = tdata.from_ome_zarr(args.ome_zarr, args.class_name)
-    except tdata.TrainingDataError as exc:
-        from napari_seem.cli._common import CliError
-
-        raise CliError(str(exc)) from exc
+    items = _items(args)
+    print(_how_read(items, args.axes), flush=True)
     options: dict[str, Any] = {"device": device}
     for name in ("steps", "batch_size", "crop", "lr", "seed"):
         if getattr(args, name) is not None:
@@ -117,3 +112,42 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"{len(items)} images -> weights: {path}")
     return 0
+
+
+def _items(args: argparse.Namespace) -> list[Any]:
+    """The labelled images of ``--tiff-folder`` / ``--zarr`` / ``--ome-zarr`` (``--axes``).
+
+    Raises:
+        CliError: the inputs cannot be used (the loader's message; a shape mismatch also
+            says that ``--axes`` names the image's axes).
+    """
+    from napari_seem.cli._common import CliError
+    from napari_seem.train import data as tdata
+
+    options: dict[str, Any] = {"axes": args.axes} if args.axes else {}
+    try:
+        if args.tiff_folder:
+            return tdata.from_tiff_folder(
+                args.tiff_folder, args.class_name, labels_suffix=args.labels_suffix, **options
+            )
+        if args.zarr:
+            return tdata.from_zarr(args.zarr, args.class_name, **options)
+        return tdata.from_ome_zarr(args.ome_zarr, args.class_name, **options)
+    except tdata.TrainingDataError as exc:
+        hint = ""
+        if args.axes is None and "does not match the image shape" in str(exc):
+            hint = "; if the image's axes are not (H, W[, C]), name them with --axes (e.g. cyx)"
+        raise CliError(f"{exc}{hint}") from exc
+
+
+def _how_read(items: list[Any], axes: str | None) -> str:
+    """One line saying how the images were read, e.g. ``3 training images (64 x 64, 3
+    channels; axes 'cyx' as given)``."""
+    shapes = sorted({tuple(item.image.shape) for item in items})
+    described = []
+    for shape in shapes[:3]:
+        colour = "grey" if len(shape) == 2 else f"{shape[2]} channels"
+        described.append(f"{shape[0]} x {shape[1]}, {colour}")
+    more = f", +{len(shapes) - 3} more sizes" if len(shapes) > 3 else ""
+    how = f"axes {axes!r} as given" if axes else "(H, W[, C]) assumed; --axes changes it"
+    return f"{len(items)} training images ({'; '.join(described)}{more}; {how})"

@@ -5,7 +5,9 @@ integer instance labels (0 = unlabelled background, each other value one object)
 class name of every object. Readers build them from numpy arrays (or napari Labels layer
 data), TIFF folders, zarr groups and OME-Zarr images with a ``labels/`` group. Stacks
 (``(Z, H, W)`` images with ``(Z, H, W)`` labels) become one image per plane that has
-objects.
+objects. ``axes=`` (letters from ``tczyx``, e.g. ``"cyx"``) names the image's axes when its
+shape alone would be read wrongly, e.g. a band-first ``(3, H, W)`` raster; every reader
+passes it on to :func:`from_arrays`.
 
 ``semantic=True`` marks dense class maps (land cover): each label value is a class and its
 whole region one segment ("stuff"); the class name is looked up by the value.
@@ -25,6 +27,7 @@ __all__ = [
     "ClassNames",
     "LabelledImage",
     "TrainingDataError",
+    "by_axes",
     "from_arrays",
     "from_napari_layers",
     "from_ome_zarr",
@@ -146,6 +149,53 @@ def labelled_image(
     return LabelledImage(img, lab, classes, name, semantic)
 
 
+def by_axes(
+    image: npt.ArrayLike, labels: npt.ArrayLike, axes: str, *, name: str = "image"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rearrange an image with named ``axes`` to ``(H, W)`` / ``(H, W, C)`` or, with plane
+    axes (``t``, ``z``; several are flattened into one), ``(N, H, W[, C])``; its labels
+    come in the image's axis order without ``c`` (or already arranged) and are arranged
+    the same way to ``(H, W)`` / ``(N, H, W)``.
+
+    Raises:
+        TrainingDataError: ``axes`` are not distinct letters of ``tczyx`` with ``y`` and
+            ``x``, one per image dimension, or the labels do not fit them.
+    """
+    img, lab = np.asarray(image), np.asarray(labels)
+    letters = axes.strip().lower()
+    if (
+        set(letters) - set("tczyx")
+        or len(set(letters)) != len(letters)
+        or not {"y", "x"} <= set(letters)
+        or len(letters) != img.ndim
+    ):
+        raise TrainingDataError(
+            f"{name}: axes {axes!r} do not fit the image shape {img.shape}: give one distinct "
+            "letter of tczyx per dimension, including y and x (e.g. cyx, zyx, yxc)"
+        )
+    planes = [a for a in "tz" if a in letters]
+    order = [*planes, "y", "x", *(["c"] if "c" in letters else [])]
+    img = np.transpose(img, [letters.index(a) for a in order])
+    height, width = img.shape[len(planes)], img.shape[len(planes) + 1]
+    if "c" in letters and img.shape[-1] == 1:
+        img = img[..., 0]
+    lab_letters = letters.replace("c", "")
+    count = int(np.prod(img.shape[: len(planes)], dtype=np.int64))
+    arranged = (count, height, width) if planes else (height, width)
+    if lab.ndim == len(lab_letters) and lab.shape != arranged:
+        lab = np.transpose(lab, [lab_letters.index(a) for a in order if a != "c"])
+    if planes:
+        img = img.reshape((count, height, width, *img.shape[len(planes) + 2 :]))
+        lab = lab.reshape(arranged) if lab.size == count * height * width else lab
+    if lab.shape != arranged:
+        raise TrainingDataError(
+            f"{name}: labels shape {np.asarray(labels).shape} does not fit the image "
+            f"{np.asarray(image).shape} with axes {letters!r}: the labels need the image's "
+            f"axes without c ({lab_letters!r})"
+        )
+    return img, lab
+
+
 def from_arrays(
     images: npt.ArrayLike | Sequence[npt.ArrayLike],
     labels: npt.ArrayLike | Sequence[npt.ArrayLike],
@@ -154,14 +204,26 @@ def from_arrays(
     vocabulary: Sequence[str] | None = None,
     semantic: bool = False,
     name: str = "image",
+    axes: str | None = None,
 ) -> list[LabelledImage]:
     """Images and labels as arrays, lists of arrays or stacks.
 
     A single ``(H, W)`` / ``(H, W, 3)`` image pairs with ``(H, W)`` labels; a ``(Z, H, W)``
     stack (or a list) pairs element-wise with ``(Z, H, W)`` labels, and planes without
     objects are skipped (an error only if no plane has any). napari Labels layer data is
-    such an array.
+    such an array. ``axes`` names the axes of every image (see :func:`by_axes`); without
+    it the layout above is assumed.
     """
+    if axes is not None:
+        if isinstance(images, list | tuple) and isinstance(labels, list | tuple):
+            if len(images) != len(labels):
+                raise TrainingDataError(f"{len(images)} images but {len(labels)} label images")
+            arranged = [
+                by_axes(i, lab, axes, name=name) for i, lab in zip(images, labels, strict=True)
+            ]
+            images, labels = [a[0] for a in arranged], [a[1] for a in arranged]
+        else:
+            images, labels = by_axes(images, labels, axes, name=name)  # type: ignore[arg-type]
     if isinstance(images, list | tuple) or isinstance(labels, list | tuple):
         pairs = list(zip(images, labels, strict=False))  # type: ignore[arg-type]
         if len(pairs) != len(images) or len(pairs) != len(labels):  # type: ignore[arg-type]
@@ -278,6 +340,8 @@ def from_ome_zarr(
         raise TrainingDataError(f"{path}: the labels group lists no labels")
     img = np.asarray(root["0"])
     lab = np.asarray(root[f"labels/{chosen}/0"])
+    if kwargs.get("axes") is not None:  # the given axes name every dimension of level 0
+        return from_arrays(img, lab, class_names, name=str(path), **kwargs)
     img = np.squeeze(img)
     lab = np.squeeze(lab)
     if img.ndim == lab.ndim + 1 and img.shape[0] <= 4:
