@@ -283,6 +283,39 @@ def test_an_idle_kept_alive_connection_outlives_the_header_deadline(server: Laun
     sock.close()
 
 
+@pytest.mark.skipif(BEFORE, reason="uvicorn's own refusal was an untyped plain-text 400")
+@pytest.mark.parametrize(
+    ("headers", "status", "kind"),
+    [
+        ("X-Pad: " + "a" * 40_000 + "\r\n", 431, "HeadersTooLarge"),  # over max_header_bytes
+        ("Bad Header Without Colon\r\n", 400, "BadHttpRequest"),
+    ],
+    ids=["oversized", "malformed"],
+)
+def test_unparseable_headers_get_a_typed_json_refusal(
+    server: Launched, headers: str, status: int, kind: str
+) -> None:
+    """h11 refuses what it cannot parse before the app sees it; the reply is still the
+    server's ``{"error": {"type", "message"}}`` JSON, and the server keeps serving."""
+    sock = _connect(server)
+    start = time.perf_counter()
+    sock.sendall(f"GET /info HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode())
+    raw = _read_reply(sock, 3.0)
+    seconds = time.perf_counter() - start
+    sock.close()
+    head, _, body = raw.removesuffix(b"<closed>").partition(b"\r\n\r\n")
+    record(f"headers/{kind}", status=head.split(b" ")[1].decode(), seconds=seconds)
+    assert head.startswith(f"HTTP/1.1 {status} ".encode()), raw[:200]
+    assert b"content-type: application/json" in head.lower()
+    error = json.loads(body)["error"]
+    assert error["type"] == kind and error["message"], error
+    if status == 431:
+        assert "max-header-bytes" in error["message"]
+    assert raw.endswith(b"<closed>")
+    reply = httpx.get(f"{server.url}/info", headers={"Authorization": f"Bearer {server.token}"})
+    assert reply.status_code == 200
+
+
 # ---------------------------------------------------------------------- finding 4
 
 

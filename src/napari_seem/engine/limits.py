@@ -26,7 +26,8 @@ class ServerLimits:
         header_timeout_s: seconds a client may take to send its request headers.
         body_timeout_s: seconds a client may take to send a whole declared body.
         keep_alive_timeout_s: seconds an idle keep-alive connection stays open.
-        max_header_bytes: largest request line + headers buffered (bigger: 400).
+        max_header_bytes: largest request line + headers buffered (bigger: 431
+            ``HeadersTooLarge``, a typed JSON reply).
 
     Prompts:
         max_visual_prompts: most visual prompts in one object prompt.

@@ -6,7 +6,9 @@ uvicorn settings from :class:`~napari_seem.engine.limits.ServerLimits`:
 - ``timeout_keep_alive``: an idle keep-alive connection closes after
   ``keep_alive_timeout_s``;
 - ``h11_max_incomplete_event_size``: request headers larger than ``max_header_bytes`` are
-  refused (400) before they are buffered further;
+  refused before they are buffered further, with a typed JSON reply like every other
+  refusal (431 ``HeadersTooLarge``; any other malformed HTTP: 400 ``BadHttpRequest``, see
+  :meth:`HardenedH11Protocol.send_400_response`);
 - a header deadline (:class:`HardenedH11Protocol`): a connection that has not sent complete
   request headers ``header_timeout_s`` after it opened (or after the first byte of its next
   request) is closed, however slowly it trickles bytes (uvicorn's keep-alive timer restarts on every
@@ -23,7 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
+from http import HTTPStatus
 from typing import Any
 
 import h11
@@ -44,8 +48,24 @@ def set_nodelay(transport: asyncio.BaseTransport) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+class RecordingConnection(h11.Connection):
+    """An ``h11.Connection`` that keeps the protocol error it raised last (``error``), so
+    the refusal can say what was wrong (h11's ``error_status_hint``: 431 for headers over
+    the size limit)."""
+
+    error: h11.RemoteProtocolError | None = None
+
+    def next_event(self) -> Any:
+        try:
+            return super().next_event()
+        except h11.RemoteProtocolError as exc:
+            self.error = exc
+            raise
+
+
 class HardenedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a request-header deadline and ``TCP_NODELAY``.
+    """uvicorn's h11 protocol with a request-header deadline, ``TCP_NODELAY`` and typed
+    refusals of malformed HTTP.
 
     The deadline is :attr:`header_timeout_s` (set by :func:`uvicorn_config` on a subclass):
     it runs from the moment the connection opens, and on a kept-alive connection from the
@@ -54,8 +74,58 @@ class HardenedH11Protocol(H11Protocol):
     """
 
     header_timeout_s: float = ServerLimits.header_timeout_s
+    max_header_bytes: int = ServerLimits.max_header_bytes
 
     _header_deadline: asyncio.TimerHandle | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.conn = RecordingConnection(h11.SERVER, max_incomplete_event_size=self.max_header_bytes)
+
+    def send_400_response(self, msg: str) -> None:
+        """Refuse a request h11 could not parse with the server's typed JSON error body
+        (``{"error": {"type", "message"}}``) and close the connection: 431
+        ``HeadersTooLarge`` for request headers over :attr:`max_header_bytes`, else 400
+        ``BadHttpRequest`` (uvicorn's own reply is an untyped plain-text 400)."""
+        error = getattr(self.conn, "error", None)
+        if int(getattr(error, "error_status_hint", 400)) == 431:
+            self._refuse_large_headers()
+            return
+        self._refuse(
+            400,
+            "BadHttpRequest",
+            f"malformed HTTP request ({error or msg}): send a valid HTTP/1.1 request",
+        )
+
+    def _refuse_large_headers(self) -> None:
+        self._refuse(
+            431,
+            "HeadersTooLarge",
+            f"the request line and headers are larger than this server's limit of "
+            f"{self.max_header_bytes} bytes (serve --max-header-bytes): send fewer or shorter "
+            "headers",
+        )
+
+    def _refuse(self, status: int, kind: str, message: str) -> None:
+        """Write one typed JSON refusal and close (written as bytes: h11 may not be in a
+        state that lets it send a response)."""
+        body = json.dumps({"error": {"type": kind, "message": message}}).encode()
+        reason = HTTPStatus(status).phrase
+        head = (
+            f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+        )
+        if not self.transport.is_closing():
+            self.transport.write(head.encode("ascii") + body)
+            self.transport.close()
+
+    def _headers_too_large(self, data: bytes) -> bool:
+        """Whether the request whose headers are arriving (their state IDLE) has more than
+        :attr:`max_header_bytes` before its blank line. h11's own limit applies only to an
+        incomplete buffer, so headers arriving whole in one read would pass it."""
+        pending = self.conn.trailing_data[0] + data
+        end = pending.find(b"\r\n\r\n", 0, self.max_header_bytes + 4)
+        return (end == -1 and len(pending) > self.max_header_bytes) or end > self.max_header_bytes
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -63,8 +133,13 @@ class HardenedH11Protocol(H11Protocol):
         self._arm_header_deadline()  # a new connection must send its headers in time
 
     def data_received(self, data: bytes) -> None:
-        if self._header_deadline is None and self.conn.their_state is h11.IDLE:
-            self._arm_header_deadline()  # the first byte of the next request: its deadline
+        if self.conn.their_state is h11.IDLE:
+            if self._header_deadline is None:
+                self._arm_header_deadline()  # the first byte of the next request: its deadline
+            if self._headers_too_large(data):
+                self._disarm_header_deadline()
+                self._refuse_large_headers()
+                return
         super().data_received(data)
         if self.conn.their_state is not h11.IDLE:
             self._disarm_header_deadline()  # the headers are complete
@@ -108,7 +183,10 @@ def uvicorn_config(
     protocol = type(
         "HardenedH11Protocol",
         (HardenedH11Protocol,),
-        {"header_timeout_s": float(limits.header_timeout_s)},
+        {
+            "header_timeout_s": float(limits.header_timeout_s),
+            "max_header_bytes": int(limits.max_header_bytes),
+        },
     )
     return uvicorn.Config(
         app,
