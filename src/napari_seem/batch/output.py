@@ -265,8 +265,11 @@ def finish_output(
 
     if target.ome is not None:
         _pyramid(target, manifest, layout.shape, layout.chunks)
+    from napari_seem.core.geo_meta import geo_of
+
     fy, fx = source.level_factors(layout.level)
     array = zarr.open_array(str(target.labels), mode="r+")
+    geo = geo_of(source)  # georeferenced input: its CRS / transform at the segmented level
     array.attrs["napari_seem"] = {
         "complete": True,
         "axes": layout.axes,
@@ -275,12 +278,20 @@ def finish_output(
         "classes": table,
         "class_table_csv": target.csv.name,
         "config": manifest.data.get("config"),
+        **({} if geo is None else {"geo": _level_geo(geo, layout.shape)}),
     }
     write_class_table(target.csv, table)
     manifest.set(status="complete", objects=len(table))
     manifest.save()
     if not keep_work:
         remove_path(target.root / WORK_DIR)
+
+
+def _level_geo(geo: Any, shape: tuple[int, ...]) -> dict[str, Any]:
+    """The input's georeferencing on the labels' grid (an overview's pixels span the scene,
+    as GDAL georeferences overviews)."""
+    height, width = shape[-2:]
+    return dict(geo.at_level(geo.height / height, geo.width / width, height, width).to_dict())
 
 
 def _pyramid(

@@ -20,6 +20,11 @@ Coordinates are level-0 image pixels; pixel centres sit on integers.
 are clicks, ``Polygon`` features are boxes (their bounding box). Optional ``properties``:
 ``object``, ``positive`` (points), ``label``.
 
+**Map coordinates** (``read_prompts(path, geo=...)``, the geo extra): a ``.gpkg``, a GeoJSON
+with a ``crs`` member, or any GeoJSON with ``crs=`` (e.g. ``"EPSG:4326"``) holds points and
+boxes in that CRS; they are reprojected to the raster and placed on its pixels
+(:mod:`napari_seem.core.geo_prompts`).
+
 Objects are numbered ``1, 2, ...`` in order of first appearance; that number is the object's
 label id in the output.
 """
@@ -29,12 +34,15 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from napari_seem.batch.store import BatchConfigError
 from napari_seem.core.prompts import Box, ObjectPrompt, Points, VisualPrompt
 
-__all__ = ["read_prompts"]
+if TYPE_CHECKING:
+    from napari_seem.core.geo_meta import GeoInfo
+
+__all__ = ["is_map_prompts", "read_prompts"]
 
 CSV_COLUMNS = {
     "object",
@@ -50,24 +58,49 @@ CSV_COLUMNS = {
 }
 
 
-def read_prompts(path: str | Path) -> list[ObjectPrompt]:
-    """Read object prompts from a ``.csv`` or ``.geojson`` / ``.json`` file.
+def is_map_prompts(path: str | Path, crs: str | None = None) -> bool:
+    """Whether a prompts file holds map coordinates: a ``.gpkg``, a GeoJSON with a ``crs``
+    member, or any GeoJSON when ``crs`` is given."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".gpkg":
+        return True
+    if suffix not in (".geojson", ".json") or not path.is_file():
+        return False
+    if crs is not None:
+        return True
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False  # the pixel reader reports it
+    return isinstance(data, dict) and isinstance(data.get("crs"), dict)
+
+
+def read_prompts(
+    path: str | Path, *, geo: GeoInfo | None = None, crs: str | None = None
+) -> list[ObjectPrompt]:
+    """Read object prompts from a ``.csv`` or ``.geojson`` / ``.json`` file (pixels), or
+    from map coordinates (``.gpkg``, GeoJSON with a ``crs`` member or with ``crs``) placed
+    on the raster ``geo`` describes.
 
     Raises:
-        BatchConfigError: missing file, unknown format, or a malformed row/feature (the
-            message names the line or feature and what to fix).
+        BatchConfigError: missing file, unknown format, a malformed row/feature (the
+            message names the line or feature and what to fix), or map coordinates without
+            a georeferenced image (``geo``).
     """
     path = Path(path)
     if not path.is_file():
         raise BatchConfigError(f"prompts file {path}: no such file")
     suffix = path.suffix.lower()
-    if suffix == ".csv":
+    if is_map_prompts(path, crs):
+        objects = _read_map(path, geo, crs)
+    elif suffix == ".csv":
         objects = _read_csv(path)
     elif suffix in (".geojson", ".json"):
         objects = _read_geojson(path)
     else:
         raise BatchConfigError(
-            f"prompts file {path}: unknown format {suffix!r}; use .csv or .geojson"
+            f"prompts file {path}: unknown format {suffix!r}; use .csv, .geojson or .gpkg"
         )
     if not objects:
         raise BatchConfigError(f"prompts file {path}: no prompts found")
@@ -187,11 +220,36 @@ def _read_csv(path: Path) -> list[ObjectPrompt]:
     return objects.build(str(path))
 
 
+def _read_map(path: Path, geo: GeoInfo | None, crs: str | None) -> list[ObjectPrompt]:
+    """Map-coordinate prompts -> pixel prompts on the raster ``geo`` describes."""
+    from napari_seem.core.geo_meta import GeoExtraMissing
+    from napari_seem.core.geo_prompts import map_collection_to_pixels, read_map_collection
+
+    if geo is None:
+        raise BatchConfigError(
+            f"{path}: prompts in map coordinates need a georeferenced image (GeoTIFF / COG); "
+            "give pixel coordinates (a GeoJSON without a 'crs' member, or a CSV) for this one"
+        )
+    try:
+        data, found = read_map_collection(path)
+        pixels = map_collection_to_pixels(data, geo, crs or found or None)
+    except GeoExtraMissing as exc:
+        raise BatchConfigError(str(exc)) from None
+    except ValueError as exc:
+        raise BatchConfigError(f"{path}: {exc}") from None
+    return _from_collection(pixels, path)
+
+
 def _read_geojson(path: Path) -> list[ObjectPrompt]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise BatchConfigError(f"{path}: not valid JSON ({exc})") from None
+    return _from_collection(data, path)
+
+
+def _from_collection(data: Any, path: Path) -> list[ObjectPrompt]:
+    """Object prompts from a FeatureCollection in pixel coordinates ``[col, row]``."""
     if not isinstance(data, dict) or data.get("type") != "FeatureCollection":
         raise BatchConfigError(f"{path}: expected a GeoJSON FeatureCollection")
     features = data.get("features")

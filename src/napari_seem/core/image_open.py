@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from napari_seem.core import geo_raster
+from napari_seem.core.geo_meta import resolve_bands
 from napari_seem.core.image_source import (
     AXIS_LETTERS,
     PICTURE_SUFFIXES,
@@ -34,7 +36,7 @@ def open_image(
     source: Any,
     *,
     axes: str | None = None,
-    bands: Sequence[int] | None = None,
+    bands: Sequence[int | str] | None = None,
     level: int = 0,
     nodata: float | None = None,
     percentiles: tuple[float, float] = (0.5, 99.5),
@@ -46,16 +48,21 @@ def open_image(
         source: a numpy array; a zarr array or OME-Zarr multiscale group; a dask array; a
             path (str / PathLike) to a zarr or OME-Zarr directory (v2 or v3), a TIFF file,
             or a PNG / JPEG / BMP picture (read whole with imageio: grey ``yx`` or colour
-            ``yxc``).
+            ``yxc``). A GeoTIFF / COG / ``.vrt`` path, or a list of the raster paths of one
+            scene, is read by window through rasterio (the ``geo`` extra) as ``yxc`` with
+            overviews as levels; the source's ``geo`` is its georeferencing
+            (:mod:`napari_seem.core.geo_raster`).
         axes: axis letters from ``tczyx`` (one per dimension, ``y`` and ``x`` required),
             e.g. ``"cyx"`` for a band-first raster. Default: OME-Zarr / TIFF metadata, else
             inferred from the shape: 2-D ``yx``; a last axis of at most 16 is ``c``
             (``yxc``, ``zyxc``, ``tzyxc``); otherwise ``zyx``, ``czyx``, ``tczyx``. Band-first
             multi-band rasters ``(C, H, W)`` need ``axes="cyx"``.
-        bands: three channel indices for R, G, B (repeats allowed). Default: ``(0, 0, 0)``
+        bands: three channel indices for R, G, B (repeats allowed); band names
+            (descriptions) of a georeferenced raster work too. Default: ``(0, 0, 0)``
             for grey, ``(0, 1, 1)`` for two channels, the first three otherwise.
         level: the default level for reads (coarser = faster); results stay in level-0 pixels.
-        nodata: pixel value meaning "no data" (NaN / inf are always no data).
+        nodata: pixel value meaning "no data" (NaN / inf are always no data); default for a
+            georeferenced raster: the file's.
         percentiles: low / high percentiles mapped to 0 / 255 when scaling non-uint8 data.
         strict_axes: refuse a shape whose axes cannot be told apart without ``axes`` (see
             :func:`ambiguous_axes`, e.g. a ``(3, H, W)`` array: three colour channels or three
@@ -65,7 +72,17 @@ def open_image(
         ImageSourceError: missing file, unknown format, unsupported axes, wrong bands or
             level, or (with ``strict_axes``) an ambiguous shape without ``axes``.
     """
-    if isinstance(source, (str, os.PathLike)):
+    geo_files = geo_raster.geo_paths(source)
+    scene = geo_raster.open_geo_scene(geo_files) if geo_files is not None else None
+    if scene is not None:
+        origin, kind, levels = scene.origin, "geotiff", scene.levels
+        meta_axes: str | None = "yxc"
+        nodata = scene.nodata if nodata is None else nodata
+        try:
+            bands = resolve_bands(bands, scene.geo.descriptions)
+        except ValueError as exc:
+            raise ImageSourceError(f"{origin}: {exc}") from None
+    elif isinstance(source, (str, os.PathLike)):
         origin, kind, levels, meta_axes = _open_path(Path(source))
     else:
         origin, kind, levels, meta_axes = _open_object(source)
@@ -97,7 +114,11 @@ def open_image(
         percentiles=(p_lo, p_hi),
         axes_from=axes_from,
     )
-    out = ImageSource(config, built)
+    out = (
+        ImageSource(config, built)
+        if scene is None
+        else geo_raster.GeoImageSource(config, built, scene.geo)
+    )
     out.get_level(level)  # validate now, not on first read
     return out
 
@@ -351,7 +372,7 @@ def _check_axes(axes: str, shape: tuple[int, ...]) -> str:
     return axes
 
 
-def _check_bands(bands: Sequence[int] | None, num_channels: int) -> tuple[int, int, int]:
+def _check_bands(bands: Sequence[int | str] | None, num_channels: int) -> tuple[int, int, int]:
     if bands is None:
         if num_channels == 1:
             return (0, 0, 0)
