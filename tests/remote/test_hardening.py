@@ -331,6 +331,45 @@ def test_a_huge_scribble_width_is_refused_before_rasterizing(
     assert seconds < 2 and grown < 50
 
 
+# ---------------------------------------------------------------------- finding 5
+
+
+@pytest.mark.skipif(BEFORE, reason="out equal to a root was accepted")
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_segment_job_may_not_write_to_a_root_itself(
+    http: httpx.Client, root: Path, session: str, overwrite: bool
+) -> None:
+    """``out`` equal to an allowed root would put the class table in the root's parent
+    (outside the roots) and, with overwrite, replace the root: refused with 403."""
+    before = sorted(p.name for p in root.iterdir())
+    parent_before = sorted(p.name for p in root.parent.iterdir())
+    params = {"vocabulary": ["object"], "out": str(root), "overwrite": overwrite}
+    reply = http.post(f"/sessions/{session}/jobs", json={"kind": "segment", "params": params})
+    record("out-is-root", overwrite=overwrite, status=reply.status_code)
+    assert reply.status_code == 403, reply.text
+    error = reply.json()["error"]
+    assert error["type"] == "PathNotAllowed" and "inside the root" in error["message"]
+    assert sorted(p.name for p in root.iterdir()) == before
+    assert sorted(p.name for p in root.parent.iterdir()) == parent_before
+
+
+def test_a_segment_job_writes_its_class_table_inside_the_root(
+    http: httpx.Client, root: Path, session: str
+) -> None:
+    out = root / "runs" / "labels.zarr"
+    params = {"vocabulary": ["object"], "out": str(out), "box": [0, 0, 128, 128]}
+    reply = http.post(f"/sessions/{session}/jobs", json={"kind": "segment", "params": params})
+    assert reply.status_code == 202, reply.text
+    job = reply.json()["job_id"]
+    deadline = time.monotonic() + 120
+    while (state := _job_state(http, job)) not in ("done", "failed"):
+        assert time.monotonic() < deadline, "the segment job did not finish"
+        time.sleep(0.2)
+    assert state == "done", http.get(f"/jobs/{job}").json()
+    assert (out / "napari_seem_manifest.json").is_file()
+    assert (root / "runs" / "labels.classes.csv").is_file()  # beside out, inside the root
+
+
 # ---------------------------------------------------------------------- finding 7
 
 
@@ -471,3 +510,9 @@ def test_the_weight_file_is_streamed(tmp_path: Path) -> None:
         engine.close()
     assert sizes == [size] * 8
     assert grown < 8 * size / 1024**2 / 4, f"8 downloads of 48 MiB grew {grown:.0f} MiB"
+
+
+def _job_state(http: httpx.Client, job: str) -> str:
+    reply = http.get(f"/jobs/{job}")
+    assert reply.status_code == 200, (reply.status_code, reply.headers, reply.content[:600])
+    return str(reply.json()["state"])

@@ -40,7 +40,7 @@ def start_job(ctx: Context, session_id: str, body: JobRequest) -> JobStatusReply
             raise ApiError(422, "ValidationError", "box and params.box differ: give the box once")
         params["box"] = body.box
     if isinstance(params.get("out"), str):  # a path the server writes: same roots
-        params["out"] = ctx.roots.check(params["out"], what="output path")
+        params["out"] = ctx.roots.check_output(params["out"])
     if body.kind == "fine_tune" and isinstance(params.get("checkpoint"), str):
         params["checkpoint"] = ctx.roots.check_weights(params["checkpoint"], ctx.engine.work_dir)
     job_id = ctx.engine.start_job(body.kind, session_id, **params)

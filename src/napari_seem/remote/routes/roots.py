@@ -95,6 +95,29 @@ class AllowedRoots:
             "under one of them or restart the server with --allow-root DIR",
         )
 
+    def check_output(self, path: str, *, what: str = "output path") -> str:
+        """A path a job writes (resolved): inside a root and never a root itself.
+
+        A ``segment`` job writes ``OUT`` and its class table ``OUT.classes.csv`` beside it,
+        in ``OUT``'s parent folder; with ``out`` equal to a root that table would land
+        outside the roots (and ``overwrite`` would replace the root), so a root is refused.
+
+        Raises:
+            ApiError: 403 ``PathNotAllowed`` outside every root or for a root itself, 400
+                ``InvalidPath``.
+        """
+        resolved = self.check(path, what=what)
+        if Path(resolved) in self.dirs:
+            raise ApiError(
+                403,
+                "PathNotAllowed",
+                f"{path!r} is one of the server's allowed roots itself: a job writes its "
+                f"output and a class table beside it (that is, in the root's parent, outside "
+                f"the roots); give a new path inside the root, e.g. "
+                f"{str(Path(resolved) / 'labels.zarr')!r}",
+            )
+        return resolved
+
     def check_weights(self, path: str, work_dir: Path) -> str:
         """A weight file the server may read: inside ``work_dir`` (the engine's, where
         ``fine_tune`` jobs write) or the allowed roots.
