@@ -370,6 +370,51 @@ def test_a_segment_job_writes_its_class_table_inside_the_root(
     assert (root / "runs" / "labels.classes.csv").is_file()  # beside out, inside the root
 
 
+def _run_segment(http: httpx.Client, session: str, params: dict[str, Any]) -> httpx.Response:
+    """Start a segment job (small box, vocabulary 'object') and wait for it if it started."""
+    body = {"kind": "segment", "params": {"vocabulary": ["object"], "box": [0, 0, 128, 128]}}
+    body["params"].update(params)
+    reply = http.post(f"/sessions/{session}/jobs", json=body)
+    if reply.status_code == 202:
+        job, deadline = reply.json()["job_id"], time.monotonic() + 120
+        while _job_state(http, job) not in ("done", "failed", "cancelled"):
+            assert time.monotonic() < deadline, "the segment job did not finish"
+            time.sleep(0.2)
+    return reply
+
+
+@pytest.mark.skipif(BEFORE, reason="a resumed run was written through its links")
+def test_a_run_resumed_through_symlinks_is_refused(
+    http: httpx.Client, root: Path, session: str, tmp_path: Path
+) -> None:
+    """An existing run inside a root whose folders link outside, or whose class table is a
+    link outside, would be written through those links on resume / overwrite: 403."""
+    out = root / "linked-run.zarr"
+    assert _run_segment(http, session, {"out": str(out)}).status_code == 202
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    inner = next(p for p in sorted(out.rglob("*")) if p.is_dir())  # a folder the run writes
+    moved = outside / inner.name
+    inner.rename(moved)
+    inner.symlink_to(moved, target_is_directory=True)
+    written_before = sorted(p.relative_to(outside) for p in outside.rglob("*"))
+    for overwrite in (False, True):
+        reply = _run_segment(http, session, {"out": str(out), "overwrite": overwrite})
+        record("resume-through-link", overwrite=overwrite, status=reply.status_code)
+        assert reply.status_code == 403, reply.text
+        assert "outside the allowed roots" in reply.json()["error"]["message"]
+    assert sorted(p.relative_to(outside) for p in outside.rglob("*")) == written_before
+    assert inner.is_symlink()  # overwrite did not replace the run either
+
+    table_out = root / "linked-table.zarr"
+    outside_table = outside / "classes.csv"
+    outside_table.write_text("someone else's table\n")
+    (root / "linked-table.classes.csv").symlink_to(outside_table)
+    reply = _run_segment(http, session, {"out": str(table_out), "overwrite": True})
+    assert reply.status_code == 403, reply.text
+    assert outside_table.read_text() == "someone else's table\n"
+
+
 # ---------------------------------------------------------------------- finding 7
 
 

@@ -17,11 +17,27 @@ from zarr.storage import LocalStore
 
 from napari_seem.engine.errors import EngineError
 
-__all__ = ["ConfinedStore", "PathEscapeError", "check_links", "open_confined"]
+__all__ = ["ConfinedStore", "PathEscapeError", "check_links", "confine", "open_confined"]
 
 
 class PathEscapeError(EngineError, PermissionError):
     """A store key (or the store) whose real path lies outside the allowed roots (HTTP 403)."""
+
+
+def confine(path: Path, roots: Sequence[Path], *, what: str) -> None:
+    """Refuse ``path`` when its real path (symlinks resolved) is outside every one of the
+    already resolved ``roots``.
+
+    Raises:
+        PathEscapeError: it is; the message names the path, where it leads and the roots.
+    """
+    real = path.resolve()
+    if not any(real == r or real.is_relative_to(r) for r in roots):
+        allowed = ", ".join(str(r) for r in roots) or "none"
+        raise PathEscapeError(
+            f"{what} {str(path)!r} resolves to {str(real)!r}, outside the allowed roots "
+            f"({allowed}): a store may not link outside them; copy the data under a root"
+        )
 
 
 class ConfinedStore(LocalStore):
@@ -38,18 +54,8 @@ class ConfinedStore(LocalStore):
         self.confine(Path(root), what="the store")
 
     def confine(self, path: Path, *, what: str) -> None:
-        """Refuse ``path`` when its real path is outside every root.
-
-        Raises:
-            PathEscapeError: it is.
-        """
-        real = path.resolve()
-        if not any(real == r or real.is_relative_to(r) for r in self.roots):
-            allowed = ", ".join(str(r) for r in self.roots) or "none"
-            raise PathEscapeError(
-                f"{what} {str(path)!r} resolves to {str(real)!r}, outside the allowed roots "
-                f"({allowed}): a store may not link outside them; copy the data under a root"
-            )
+        """Refuse ``path`` when its real path is outside every root (:func:`confine`)."""
+        confine(path, self.roots, what=what)
 
     def _key(self, key: str) -> None:
         self.confine(Path(self.root) / key, what=f"the store key {key!r} at")
@@ -87,23 +93,13 @@ def check_links(path: Path | str, roots: Sequence[Path | str]) -> None:
     import os
 
     real_roots = tuple(Path(r).resolve() for r in roots)
-
-    def confine(entry: Path, what: str) -> None:
-        real = entry.resolve()
-        if not any(real == r or real.is_relative_to(r) for r in real_roots):
-            allowed = ", ".join(str(r) for r in real_roots) or "none"
-            raise PathEscapeError(
-                f"{what} {str(entry)!r} resolves to {str(real)!r}, outside the allowed roots "
-                f"({allowed}): a store may not link outside them; copy the data under a root"
-            )
-
     top = Path(path)
-    confine(top, "the store")
+    confine(top, real_roots, what="the store")
     for folder, dirs, files in os.walk(top, followlinks=False):
         for name in (*dirs, *files):
             entry = Path(folder) / name
             if entry.is_symlink():
-                confine(entry, "the store entry")
+                confine(entry, real_roots, what="the store entry")
 
 
 def open_confined(path: Path | str, roots: Sequence[Path | str]) -> Any:

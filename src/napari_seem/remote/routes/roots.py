@@ -12,6 +12,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from napari_seem.engine.confined import check_links, confine
 from napari_seem.remote.routes.errors import ApiError
 
 __all__ = ["MAX_NAME_CHARS", "MAX_PATH_CHARS", "AllowedRoots", "is_url"]
@@ -102,9 +103,15 @@ class AllowedRoots:
         in ``OUT``'s parent folder; with ``out`` equal to a root that table would land
         outside the roots (and ``overwrite`` would replace the root), so a root is refused.
 
+        An existing output (a run to resume, or one ``overwrite`` replaces) is written
+        through: every symlink inside it, and a class table that is a symlink, must stay
+        inside the roots too.
+
         Raises:
             ApiError: 403 ``PathNotAllowed`` outside every root or for a root itself, 400
                 ``InvalidPath``.
+            PathEscapeError: a symlink inside the existing output, or its class table,
+                leads outside the roots (403).
         """
         resolved = self.check(path, what=what)
         if Path(resolved) in self.dirs:
@@ -116,6 +123,12 @@ class AllowedRoots:
                 f"the roots); give a new path inside the root, e.g. "
                 f"{str(Path(resolved) / 'labels.zarr')!r}",
             )
+        target = Path(resolved)
+        if target.is_dir():
+            check_links(target, self.dirs)  # a resumed run is written through its links
+        table = target.with_name(target.stem + ".classes.csv")
+        if table.is_symlink():
+            confine(table, self.dirs, what="the class table")
         return resolved
 
     def check_weights(self, path: str, work_dir: Path) -> str:
