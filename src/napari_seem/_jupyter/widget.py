@@ -85,8 +85,9 @@ class SeemWidget(anywidget.AnyWidget):
         bands: three channel indices for R, G, B of a multi-band image.
         labels: where committed objects are painted: an ``(H, W)`` integer numpy array or
             writable zarr array; default a new uint32 numpy array (zarr for huge images).
-        vocabulary: class names used by Everything. A clicked object is named by the text
-            box (type ``nucleus`` to compose the click with that class), not by this list.
+        vocabulary: class names used by Everything and to name a clicked object: with an
+            empty text box it gets its best class of this list (never "background"); a
+            phrase in the text box composes with the click and names it instead.
         name: shown to other widgets that pick this one as a referring example.
         height: canvas height in CSS pixels.
 
@@ -395,9 +396,11 @@ class SeemWidget(anywidget.AnyWidget):
             obj = object_prompt(self.prompt_data, self.text)
             text = self.text.strip()
             object_id = self._object_id
+            names = [v.strip() for v in self.vocabulary if v.strip()] or None
         notice = None
         if obj is not None:
-            answer = backend.predict_answer(handle, obj, object_id=object_id)
+            vocabulary = None if obj.text is not None else names  # the text names it
+            answer = backend.predict_answer(handle, obj, object_id=object_id, vocabulary=vocabulary)
             found, notice = [answer.mask], answer.notice
         elif text:
             found = backend.ground(handle, [text], threshold=self.grounding_threshold)

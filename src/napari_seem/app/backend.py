@@ -94,14 +94,22 @@ class Answer:
 
 
 def predict_answer(
-    model: Any, session_id: str, prompt: ObjectPrompt, *, object_id: str | None = None
+    model: Any,
+    session_id: str,
+    prompt: ObjectPrompt,
+    *,
+    object_id: str | None = None,
+    vocabulary: Sequence[str] | None = None,
 ) -> Answer:
     """``model.predict`` with its ``truncated`` flag, for any :class:`ModelBackend` (one
-    without ``predict_answer`` answers ``truncated=False``)."""
+    without ``predict_answer`` answers ``truncated=False``). ``vocabulary`` names a
+    text-less object by its best class (a backend without it leaves the object unnamed)."""
     answer = getattr(model, "predict_answer", None)
     if answer is None:
         return Answer(model.predict(session_id, prompt, object_id=object_id))
-    return answer(session_id, prompt, object_id=object_id)
+    if vocabulary is None:
+        return answer(session_id, prompt, object_id=object_id)
+    return answer(session_id, prompt, object_id=object_id, vocabulary=vocabulary)
 
 
 class JobKindMissing(PromptError):
@@ -282,11 +290,19 @@ class LocalBackend:
             return self.engine.predict(session_id, prompt, object_id=object_id)
 
     def predict_answer(
-        self, session_id: str, prompt: ObjectPrompt, *, object_id: str | None = None
+        self,
+        session_id: str,
+        prompt: ObjectPrompt,
+        *,
+        object_id: str | None = None,
+        vocabulary: Sequence[str] | None = None,
     ) -> Answer:
-        """:meth:`predict` with the engine's ``truncated`` flag (no warning: the UI says it)."""
+        """:meth:`predict` with the engine's ``truncated`` flag (no warning: the UI says it);
+        ``vocabulary`` names a text-less object by its best class."""
         with _engine_errors():
-            got = self.engine.predict_answer(session_id, prompt, object_id=object_id)
+            got = self.engine.predict_answer(
+                session_id, prompt, object_id=object_id, vocabulary=vocabulary
+            )
         return Answer(got.mask, bool(got.truncated), int(got.max_tiles))
 
     def forget_object(self, session_id: str, object_id: str) -> None:
@@ -408,12 +424,20 @@ class RemoteBackend:
         return self.client.predict(session_id, prompt, object_id=object_id).result()
 
     def predict_answer(
-        self, session_id: str, prompt: ObjectPrompt, *, object_id: str | None = None
+        self,
+        session_id: str,
+        prompt: ObjectPrompt,
+        *,
+        object_id: str | None = None,
+        vocabulary: Sequence[str] | None = None,
     ) -> Answer:
-        """:meth:`predict` with the server's ``truncated`` flag (no warning: the UI says it)."""
+        """:meth:`predict` with the server's ``truncated`` flag (no warning: the UI says it);
+        ``vocabulary`` names a text-less object by its best class."""
         from napari_seem.remote.protocol import object_mask_from_reply
 
-        reply = self.client.predict_reply(session_id, prompt, object_id=object_id).result()
+        reply = self.client.predict_reply(
+            session_id, prompt, object_id=object_id, vocabulary=vocabulary
+        ).result()
         return Answer(object_mask_from_reply(reply), bool(reply.truncated), reply.max_tiles)
 
     def forget_object(self, session_id: str, object_id: str) -> None:

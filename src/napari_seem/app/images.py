@@ -140,10 +140,18 @@ class Backend:
         return self.model.predict(handle.session_id, prompt, object_id=object_id)
 
     def predict_answer(
-        self, handle: ImageHandle, prompt: ObjectPrompt, *, object_id: str | None = None
+        self,
+        handle: ImageHandle,
+        prompt: ObjectPrompt,
+        *,
+        object_id: str | None = None,
+        vocabulary: Sequence[str] | None = None,
     ) -> Answer:
-        """:meth:`predict` with whether the object was cut at the model's tile limit."""
-        return predict_answer(self.model, handle.session_id, prompt, object_id=object_id)
+        """:meth:`predict` with whether the object was cut at the model's tile limit;
+        ``vocabulary`` names a text-less object by its best class."""
+        return predict_answer(
+            self.model, handle.session_id, prompt, object_id=object_id, vocabulary=vocabulary
+        )
 
     def use_weights(self, path: str | Path | None) -> str:
         """Run this model with a fine-tuned weight file (``None``: its base weights again);

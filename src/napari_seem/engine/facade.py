@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -379,7 +379,12 @@ class Engine:
     # ------------------------------------------------------------------ interactive
 
     def predict(
-        self, session_id: str, prompt: ObjectPrompt, *, object_id: str | None = None
+        self,
+        session_id: str,
+        prompt: ObjectPrompt,
+        *,
+        object_id: str | None = None,
+        vocabulary: Sequence[str] | None = None,
     ) -> ObjectMask:
         """Segment one object; the answer is a crop with its level-0 offset.
 
@@ -388,6 +393,7 @@ class Engine:
             object_id: names the object across rounds: the mask returned last time for this
                 id is passed to the model as memory, and this answer replaces it (at most
                 ``limits.max_object_id_chars`` characters).
+            vocabulary: names a text-less object by its best class (never "background").
 
         An object reaching beyond ``max_tiles`` tiles is cut there, with a
         ``RuntimeWarning`` (:meth:`predict_answer` says so in its answer instead).
@@ -398,7 +404,7 @@ class Engine:
             InvalidRequestError: the prompt has no visual prompt (text alone), or the
                 ``object_id`` is too long.
         """
-        answer = self.predict_answer(session_id, prompt, object_id=object_id)
+        answer = self.predict_answer(session_id, prompt, object_id=object_id, vocabulary=vocabulary)
         if answer.truncated:
             warnings.warn(
                 f"the object reaches beyond {answer.max_tiles} tiles and was cut; raise "
@@ -409,7 +415,12 @@ class Engine:
         return answer.mask
 
     def predict_answer(
-        self, session_id: str, prompt: ObjectPrompt, *, object_id: str | None = None
+        self,
+        session_id: str,
+        prompt: ObjectPrompt,
+        *,
+        object_id: str | None = None,
+        vocabulary: Sequence[str] | None = None,
     ) -> Prediction:
         """:meth:`predict`, answered as a :class:`~napari_seem.engine.interactive.Prediction`:
         the mask and whether it was cut at the ``max_tiles`` limit (``truncated``)."""
@@ -420,6 +431,7 @@ class Engine:
                 f"object across rounds); got {type(object_id).__name__} of "
                 f"{len(object_id) if isinstance(object_id, str) else '?'} characters"
             )
+        names = interactive.checked_vocabulary(vocabulary, self.limits.max_vocabulary_names)
         session = self.session(session_id)
         return interactive.predict_object(
             self.predictor,
@@ -428,6 +440,7 @@ class Engine:
             prompt,
             object_id=object_id,
             max_tiles=self.max_tiles,
+            vocabulary=names,
         )
 
     def ground(

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,7 +62,13 @@ from napari_seem.engine.instances import TilePiece, merge_pieces
 from napari_seem.engine.sessions import Session, encoded, region_tiles
 from napari_seem.predict.predictor import SeemPredictor
 
-__all__ = ["Prediction", "ground_phrase", "predict_object", "refer_example"]
+__all__ = [
+    "Prediction",
+    "checked_vocabulary",
+    "ground_phrase",
+    "predict_object",
+    "refer_example",
+]
 
 Window = tuple[int, int, int, int]
 
@@ -84,6 +91,28 @@ class Prediction:
     tiles: int
 
 
+def checked_vocabulary(vocabulary: Sequence[str] | None, limit: int) -> tuple[str, ...] | None:
+    """``vocabulary`` for naming a clicked object: distinct non-empty names, at most ``limit``.
+
+    Raises:
+        InvalidRequestError: it is not such a list.
+    """
+    if vocabulary is None:
+        return None
+    items = [vocabulary] if isinstance(vocabulary, str) else vocabulary
+    if not isinstance(items, Sequence) or not all(isinstance(v, str) for v in items):
+        raise InvalidRequestError(
+            f"vocabulary must be a list of class names (strings); got {vocabulary!r:.200}"
+        )
+    names = tuple(v.strip() for v in items)
+    if not names or not all(names) or len(set(names)) != len(names) or len(names) > limit:
+        raise InvalidRequestError(
+            f"vocabulary must list 1 to {limit} distinct non-empty class names, e.g. "
+            f"['nucleus', 'cell']; got {len(names)} names"
+        )
+    return names
+
+
 def predict_object(
     predictor: SeemPredictor,
     lock: threading.Lock,
@@ -92,10 +121,12 @@ def predict_object(
     *,
     object_id: str | None,
     max_tiles: int,
+    vocabulary: Sequence[str] | None = None,
 ) -> Prediction:
     """One object's mask as a level-0 crop (see :meth:`napari_seem.engine.Engine.predict`).
 
-    Decodes at most ``max_tiles`` tiles: a larger object is cut (``truncated``).
+    Decodes at most ``max_tiles`` tiles: a larger object is cut (``truncated``). With a
+    ``vocabulary`` and no text, the object is named by its best class of it.
     """
     if not isinstance(prompt, ObjectPrompt):
         raise InvalidRequestError(f"predict takes one ObjectPrompt; got {type(prompt).__name__}")
@@ -109,7 +140,7 @@ def predict_object(
     local = session.frame.prompt_to_level(prompt)
     previous = None if object_id is None else session.history.get(object_id)
     start = _start_tiles(grid, local.visual)
-    decoder = _TileDecoder(predictor, session, local, previous)
+    decoder = _TileDecoder(predictor, session, local, previous, vocabulary)
     with lock:
         grown = grow_until_closed(grid, start, decoder, max_tiles=max_tiles)
     first = decoder.first
@@ -235,8 +266,10 @@ class _TileDecoder:
         session: Session,
         prompt: ObjectPrompt,
         previous: ObjectMask | None,
+        vocabulary: Sequence[str] | None = None,
     ) -> None:
         self.predictor = predictor
+        self.vocabulary = vocabulary
         self.session = session
         self.prompt = prompt
         self.previous = previous
@@ -259,7 +292,7 @@ class _TileDecoder:
         if self.previous is not None:
             memory = object_mask_in_window(self.previous, window)
         previous = None if memory is None else [memory]
-        answer = self.predictor.predict(local, previous=previous)[0]
+        answer = self.predictor.predict(local, previous=previous, vocabulary=self.vocabulary)[0]
         if self.first is None:
             self.first = answer
         mask = answer.full(tile.outer_shape) & self._box_region(window)

@@ -36,6 +36,8 @@ class ServerLimits:
             shape before any decoding (a mask must also lie inside its image).
         max_scribble_width: widest scribble stroke in level-0 pixels.
         max_object_id_chars: longest ``object_id`` (memory key) a client may name.
+        max_vocabulary_names: most class names in one ``predict`` vocabulary (the names a
+            clicked object is named from).
 
     Engine:
         max_sessions: most open sessions at once (more: 429 until one is closed).
@@ -71,6 +73,7 @@ class ServerLimits:
     max_mask_pixels: int = 8192 * 8192
     max_scribble_width: int = 256
     max_object_id_chars: int = 200
+    max_vocabulary_names: int = 256
 
     max_sessions: int = 64
     max_jobs_kept: int = 256

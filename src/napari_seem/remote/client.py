@@ -272,15 +272,21 @@ class SeemClient:
         return self._nothing("DELETE", f"/sessions/{session_id}")
 
     def predict(
-        self, session_id: str, prompt: ObjectPrompt, *, object_id: str | None = None
+        self,
+        session_id: str,
+        prompt: ObjectPrompt,
+        *,
+        object_id: str | None = None,
+        vocabulary: Sequence[str] | None = None,
     ) -> Future[ObjectMask]:
         """One object's mask (a level-0 crop with its offset), like :meth:`Engine.predict`.
 
         An object cut at the server's ``max_tiles`` limit warns (``RuntimeWarning``), as
         in process; :meth:`predict_reply` gives the reply with its ``truncated`` flag.
+        ``vocabulary`` names a text-less object by its best class.
         """
 
-        body = PredictRequest(prompt=prompt.to_dict(), object_id=object_id)
+        body = _predict_body(prompt, object_id, vocabulary)
 
         def call() -> ObjectMask:
             raw = self._transport.call("POST", f"/sessions/{session_id}/predict", body)
@@ -297,12 +303,17 @@ class SeemClient:
         return self._submit(call)
 
     def predict_reply(
-        self, session_id: str, prompt: ObjectPrompt, *, object_id: str | None = None
+        self,
+        session_id: str,
+        prompt: ObjectPrompt,
+        *,
+        object_id: str | None = None,
+        vocabulary: Sequence[str] | None = None,
     ) -> Future[PredictReply]:
         """The server's whole predict reply: the mask payload and ``truncated`` (the object
         was cut at ``max_tiles`` tiles); :func:`~napari_seem.remote.protocol.object_mask_from_reply`
         turns it into an :class:`ObjectMask`."""
-        body = PredictRequest(prompt=prompt.to_dict(), object_id=object_id)
+        body = _predict_body(prompt, object_id, vocabulary)
         return self._reply(PredictReply, "POST", f"/sessions/{session_id}/predict", body)
 
     def ground(
@@ -456,3 +467,10 @@ class SeemClient:
             self._transport.call(method, path)
 
         return self._submit(call)
+
+
+def _predict_body(
+    prompt: ObjectPrompt, object_id: str | None, vocabulary: Sequence[str] | None
+) -> PredictRequest:
+    names = None if vocabulary is None else list(vocabulary)
+    return PredictRequest(prompt=prompt.to_dict(), object_id=object_id, vocabulary=names)

@@ -161,6 +161,11 @@ class PredictRequest(BaseModel):
     object_id: str | None = Field(
         default=None, description="names the object across rounds (the engine's memory)"
     )
+    vocabulary: list[str] | None = Field(
+        default=None,
+        description="class names: an object without text is named by its best class of "
+        "them (never 'background'); absent: no class name",
+    )
 
 
 class MaskPayload(BaseModel):

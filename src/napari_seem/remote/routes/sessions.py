@@ -78,7 +78,9 @@ def close_session(ctx: Context, session_id: str) -> None:
 def predict(ctx: Context, session_id: str, body: PredictRequest) -> PredictReply:
     shape = ctx.engine.session_info(session_id).image_shape
     prompt = ctx.prompts.parse(body.prompt, image_shape=shape)
-    answer = ctx.engine.predict_answer(session_id, prompt, object_id=body.object_id)
+    answer = ctx.engine.predict_answer(
+        session_id, prompt, object_id=body.object_id, vocabulary=body.vocabulary
+    )
     reply = object_mask_to_reply(answer.mask).model_dump()
     return PredictReply(**reply, truncated=answer.truncated, max_tiles=answer.max_tiles)
 
