@@ -11,6 +11,7 @@ Examples::
         --scheduler local --workers 4
     napari-seem segment big.zarr --out big_labels.zarr --vocabulary nucleus \
         --scheduler tcp://10.0.0.5:8786
+    napari-seem segment scene.tif --out water.gpkg --text water --bands nir,red,green
 
 Rerunning an interrupted command resumes it. Everything that can be checked is checked
 before any tile runs; a bad argument exits with code 2 and a message saying what to do.
@@ -27,6 +28,7 @@ __all__ = ["add_parser", "run_segment"]
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``segment`` subcommand to ``napari-seem``'s subparsers."""
+    from napari_seem.cli.geo_flags import add_geo_arguments
     from napari_seem.core.modes import DEFAULT_EVERYTHING_MODE, EVERYTHING_MODES
     from napari_seem.core.variants import DEFAULT_VARIANT
 
@@ -41,9 +43,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("input", help="image: zarr / OME-Zarr directory, TIFF, PNG or JPEG file")
+    p.add_argument(
+        "input",
+        help="image: zarr / OME-Zarr directory, TIFF / GeoTIFF, PNG or JPEG file (or the band "
+        "files of one scene, comma-separated)",
+    )
     where = p.add_argument_group("output")
-    where.add_argument("--out", default=None, help="output zarr store (labels array)")
+    where.add_argument(
+        "--out",
+        default=None,
+        help="output zarr store (labels array); for a georeferenced input also NAME.gpkg / "
+        ".geojson (polygons) or NAME.tif (labels COG)",
+    )
     where.add_argument(
         "--labels-name",
         default=None,
@@ -107,6 +118,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     run.add_argument("--workers", type=int, default=None, help="workers of --scheduler local")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_geo_arguments(p)
     p.set_defaults(func=run_segment)
     return p
 
@@ -125,7 +137,7 @@ def _bands(text: str | None) -> tuple[int, int, int] | None:
     return (values[0], values[1], values[2])
 
 
-def _axes(path: str, axes: str | None) -> tuple[str, str]:
+def _axes(path: Any, axes: str | None) -> tuple[str, str]:
     """The axes of the input (``axes`` or read / inferred) and the line saying how it is
     read (printed once every check has passed and the run starts).
 
@@ -194,8 +206,11 @@ def run_segment(args: argparse.Namespace) -> int:
             )
         bar.update(progress.done - bar.n)
 
-    bands = _bands(args.bands)
-    axes, how_read = _axes(args.input, args.axes)
+    from napari_seem.cli.geo_flags import plan_geo
+
+    geo = plan_geo(args)  # band files, band names, map prompts, georeferenced outputs
+    bands = geo.bands or _bands(args.bands)
+    axes, how_read = _axes(geo.image, args.axes)
     random = random_weights(args.variant, checkpoint)
 
     def on_start() -> None:
@@ -205,7 +220,10 @@ def run_segment(args: argparse.Namespace) -> int:
 
     try:
         task = Task.from_options(
-            vocabulary=args.vocabulary, text=args.text, prompts=args.prompts, mode=args.mode
+            vocabulary=args.vocabulary,
+            text=args.text,
+            prompts=args.prompts if geo.prompts is None else geo.prompts,
+            mode=args.mode,
         )
         config = BatchConfig(
             tile=args.tile,
@@ -221,8 +239,8 @@ def run_segment(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
         )
         summary = segment_image(
-            args.input,
-            args.out,
+            geo.image,
+            geo.out,
             task,
             config,
             model=spec,
@@ -235,6 +253,8 @@ def run_segment(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
+    if summary.status == "complete":
+        geo.finish(summary.labels)
     if summary.tiles_skipped == summary.tiles and summary.megapixels == 0:
         print(f"already complete: {summary.labels} ({summary.objects} objects)")
         return 0

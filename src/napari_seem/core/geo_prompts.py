@@ -37,6 +37,7 @@ __all__ = [
     "read_map_collection",
 ]
 
+_DECIMALS = 6
 _URN = re.compile(r"EPSG::?(\d+)", re.IGNORECASE)
 
 
@@ -61,7 +62,7 @@ def map_points_to_pixels(
     points: npt.ArrayLike, geo: GeoInfo, crs: str | None = None
 ) -> npt.NDArray[np.float64]:
     """``(N, 2)`` map ``(x, y)`` in ``crs`` (None: the raster's CRS) -> ``(N, 2)`` level-0
-    ``(row, col)`` float64 pixels.
+    ``(row, col)`` float64 pixels, rounded to 1e-6 pixel.
 
     Raises:
         ValueError: not ``(N, 2)`` finite numbers, or a CRS pyproj does not know.
@@ -76,7 +77,9 @@ def map_points_to_pixels(
     if transformer is not None:
         xs, ys = transformer.transform(xs, ys)
     rows, cols = geo.map_to_pixel(xs, ys)
-    return np.stack([rows, cols], axis=1)
+    # a micro-pixel grid: the float noise of a reprojection round trip (1e-9 px) must not
+    # move a click that sits on a pixel centre or edge to the neighbouring pixel
+    return np.round(np.stack([rows, cols], axis=1), _DECIMALS).astype(np.float64)
 
 
 def map_box_to_pixels(

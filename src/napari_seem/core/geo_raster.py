@@ -247,7 +247,8 @@ class GeoScene:
     """What :func:`open_geo_scene` found: raw levels for ``open_image`` and the metadata.
 
     Attributes:
-        origin: the resolved path of a single file, or ``"<geotiff scene: a.tif | ...>"``.
+        origin: the resolved path of a single file, or ``"<geotiff scene: a.tif | b.tif in
+            DIR>"`` (the band files).
         levels: ``(array, scale)`` per level (scale = the overview factor per axis).
         geo: the georeferencing of level 0.
         nodata: the value marking nodata in reads (None: NaN marks it, or there is none).
@@ -324,7 +325,10 @@ def open_geo_scene(paths: Sequence[Path]) -> GeoScene:
     if len(paths) == 1:
         origin = str(paths[0].resolve())
     else:
-        origin = "<geotiff scene: " + " | ".join(str(p.resolve()) for p in paths) + ">"
+        parents = {p.resolve().parent for p in paths}
+        names = " | ".join(p.name if len(parents) == 1 else str(p.resolve()) for p in paths)
+        where = f" in {parents.pop()}" if len(parents) == 1 else ""
+        origin = f"<geotiff scene: {names}{where}>"
     return GeoScene(origin, levels, geo, nodata[0] if same else None)
 
 
