@@ -4,6 +4,11 @@ Multiscale images open as a list of dask arrays (napari shows the level that fit
 screen); nothing is loaded until napari draws it. Image layers carry
 ``metadata["napari_seem"] = {"path": ..., "channel": ...}`` so the SEEM widget can let the
 model process read the same store by path instead of sending pixels.
+
+GeoTIFF / COG / ``.vrt`` files open through :mod:`napari_seem._napari.geo_layers` (the
+``geo`` extra): placed on the map by their transform, with the CRS in the metadata. Without
+the extra a GeoTIFF is left to napari's own TIFF reader, with a warning naming the
+``pip install``.
 """
 
 from __future__ import annotations
@@ -20,13 +25,37 @@ LayerData = tuple[Any, dict[str, Any], str]
 
 
 def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerData]] | None:
-    """The reader for ``path`` when it is a zarr / OME-Zarr directory, else ``None``."""
+    """The reader for ``path`` when it is a zarr / OME-Zarr directory or a GeoTIFF / COG /
+    VRT, else ``None``."""
+    geo = _geo_reader(path)
+    if geo is not None:
+        return geo
     if isinstance(path, list):
         if not path or not all(is_zarr_dir(p) for p in path):
             return None
     elif not is_zarr_dir(path):
         return None
     return read_zarr
+
+
+def _geo_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerData]] | None:
+    """``read_geotiff`` for georeferenced rasters (None otherwise, or without the extra)."""
+    import warnings
+
+    from napari_seem.core.geo_meta import GEO_EXTRA_HINT, GeoExtraMissing, require_geo
+    from napari_seem.core.geo_raster import geo_paths
+
+    paths = path if isinstance(path, list) else [path]
+    if not paths or not all(isinstance(p, str) and geo_paths(p) is not None for p in paths):
+        return None
+    try:
+        require_geo()
+    except GeoExtraMissing:
+        warnings.warn(f"opened without its map: {GEO_EXTRA_HINT}", stacklevel=2)
+        return None
+    from napari_seem._napari.geo_layers import read_geotiff
+
+    return read_geotiff
 
 
 def read_zarr(path: str | list[str]) -> list[LayerData]:

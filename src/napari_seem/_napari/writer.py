@@ -4,6 +4,10 @@ The class table (the layer's ``features``: ``index``, ``class_name``, ``score``,
 with the labels: into the label group's ``napari_seem.classes`` attribute for OME-Zarr,
 and into the TIFF's JSON description for TIFF. OME-Zarr is written chunk by chunk, so a
 huge (zarr- or dask-backed) labels layer is never loaded whole.
+
+A labels layer with georeferencing (``metadata["geo"]``, e.g. segmented over a GeoTIFF
+opened by napari-seem) saves to ``.tif`` as a georeferenced COG, and to ``.gpkg`` /
+``.geojson`` as one polygon per object in its CRS (:mod:`napari_seem._napari.geo_layers`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import numpy as np
 
 from napari_seem._napari.ome_zarr import write_ome_labels
 
-__all__ = ["class_table_of", "write_labels_tiff", "write_labels_zarr"]
+__all__ = ["class_table_of", "write_labels_polygons", "write_labels_tiff", "write_labels_zarr"]
 
 
 def class_table_of(meta: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -58,9 +62,14 @@ def write_labels_zarr(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
 
 
 def write_labels_tiff(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
-    """npe2 labels writer to a (zlib-compressed) uint32 TIFF with the class table."""
+    """npe2 labels writer to a (zlib-compressed) uint32 TIFF with the class table (a
+    georeferenced COG when the layer carries ``metadata["geo"]``)."""
     import tifffile
 
+    from napari_seem._napari.geo_layers import geo_of_layer, write_geo_labels
+
+    if geo_of_layer(meta) is not None:
+        return [write_geo_labels(path, _level0(data, meta), meta, class_table_of(meta))]
     labels = np.asarray(_level0(data, meta)).astype(np.uint32)
     description = {"napari_seem": {"classes": class_table_of(meta)}}
     tifffile.imwrite(
@@ -71,3 +80,10 @@ def write_labels_tiff(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
         metadata=None,
     )
     return [str(path)]
+
+
+def write_labels_polygons(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
+    """npe2 labels writer to GeoPackage / GeoJSON polygons (georeferenced layers only)."""
+    from napari_seem._napari.geo_layers import write_geo_labels
+
+    return [write_geo_labels(path, _level0(data, meta), meta, class_table_of(meta))]
