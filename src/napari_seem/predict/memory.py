@@ -49,17 +49,27 @@ class MaskMemory:
 
     def __init__(self, capacity: int = MAX_REMEMBERED) -> None:
         self.capacity = capacity
-        self._logits: OrderedDict[tuple[object, ...], torch.Tensor] = OrderedDict()
+        self._logits: OrderedDict[tuple[object, ...], tuple[torch.Tensor, object]] = OrderedDict()
 
     def clear(self) -> None:
         """Forget every remembered mask (a new image, new weights)."""
         self._logits.clear()
 
-    def remember(self, obj: ObjectMask, logits: torch.Tensor) -> None:
-        """Keep ``obj``'s ``(h, w)`` stride-4 logits for when it comes back as ``previous``."""
-        self._logits[_mask_key(obj)] = logits.detach()
+    def remember(self, obj: ObjectMask, logits: torch.Tensor, view: object = None) -> None:
+        """Keep ``obj``'s ``(h, w)`` stride-4 logits for when it comes back as ``previous``.
+
+        ``view`` names the encoding the logits are laid out on (None: the current image's
+        own; see :attr:`napari_seem.predict.views.View.key`)."""
+        self._logits[_mask_key(obj)] = (logits.detach(), view)
         while len(self._logits) > self.capacity:
             self._logits.popitem(last=False)
+
+    def lookup(self, obj: ObjectMask, view: object = None) -> torch.Tensor | None:
+        """The remembered logits of ``obj`` if they were laid out on ``view``, else None."""
+        found = self._logits.get(_mask_key(obj))
+        if found is None or found[1] != view:
+            return None
+        return found[0]
 
     def previous_logits(
         self,
@@ -98,7 +108,7 @@ class MaskMemory:
                 # no memory for this object: memory tokens see nothing of it
                 rows.append(torch.full((h, w), -MEMORY_LOGIT, device=device))
             elif isinstance(item, ObjectMask):
-                known = self._logits.get(_mask_key(item))
+                known = self.lookup(item)
                 rows.append(
                     known
                     if known is not None

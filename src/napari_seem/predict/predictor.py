@@ -35,23 +35,24 @@ import torch
 
 from napari_seem.core.images import as_rgb_uint8
 from napari_seem.core.prompts import ObjectPrompt, PromptError, PromptSet, ReferringExample
-from napari_seem.core.rasterize import rasterize_objects, rasterize_prompts
+from napari_seem.core.rasterize import rasterize_prompts
 from napari_seem.core.results import ObjectMask, SegmentationResult
 from napari_seem.model.build import build_seem, get_config
 from napari_seem.model.decoder import ImageMemory
 from napari_seem.model.decoder_outputs import class_logits
-from napari_seem.model.postprocess import l2_normalize
 from napari_seem.model.seem import ImageFeatures, SeemModel
 from napari_seem.model.text_encoder import Tokenizer
 from napari_seem.model.tokenizer import ClipTokenizer, load_clip_tokenizer
 from napari_seem.model.transforms import ModelFrame, logits_to_image, make_frame, preprocess
+from napari_seem.predict.answer import InteractiveSettings, answer_objects, answer_plain
 from napari_seem.predict.encoding import EncodedImage
 from napari_seem.predict.everything import PointsSettings, segment_by_points
 from napari_seem.predict.generic import segment_by_queries
 from napari_seem.predict.grounding import ground_in_windows, ground_whole_image
-from napari_seem.predict.masks import bound_by_boxes, clean_names, mask_score, touching
+from napari_seem.predict.masks import clean_names, mask_score
 from napari_seem.predict.memory import MEMORY_LOGIT, MaskMemory, PreviousMasks
 from napari_seem.predict.spatial import choose_candidates, decode_spatial
+from napari_seem.predict.views import ImagePixels, View, zoom_view
 
 __all__ = ["MEMORY_LOGIT", "EncodedImage", "SeemPredictor", "as_rgb_uint8"]
 
@@ -80,6 +81,14 @@ class SeemPredictor:
             lookalikes are dropped). ``"auto"``: on for models that decode in prompt
             windows (seem-lite), off for the official variants (their answers are
             returned as the model gives them).
+        refine: make interactive answers obey their clicks (every positive click inside,
+            every negative click outside, a negative click on a merged neighbour removes
+            it; :mod:`napari_seem.predict.click_refine`). ``"auto"``: as ``connected``.
+        find_scale: choose the encoding scale per object from its size (zoom views, so
+            small and large objects are decoded at a size the model knows;
+            :mod:`napari_seem.predict.scale`). ``"auto"``: as ``connected``. Needs the
+            image's pixels (:meth:`set_image`); encodings given by :meth:`set_encoded`
+            answer at their own scale.
     """
 
     def __init__(
@@ -91,11 +100,17 @@ class SeemPredictor:
         mask_resize: Literal["official", "bilinear"] = "official",
         autocast: torch.dtype | None = None,
         connected: bool | Literal["auto"] = "auto",
+        refine: bool | Literal["auto"] = "auto",
+        find_scale: bool | Literal["auto"] = "auto",
     ) -> None:
         self.model = model.eval()
-        self.connected = (
-            getattr(model, "prompt_window", None) is not None if connected == "auto" else connected
+        windowed = getattr(model, "prompt_window", None) is not None
+        self.connected = windowed if connected == "auto" else connected
+        self.interactive = InteractiveSettings(
+            refine=windowed if refine == "auto" else refine,
+            find_scale=windowed if find_scale == "auto" else find_scale,
         )
+        self.pixels = ImagePixels(None)
         self._tokenizer: Tokenizer | None = (
             tokenizer if isinstance(tokenizer, ClipTokenizer) else None
         )
@@ -176,14 +191,17 @@ class SeemPredictor:
         """Encode an image without making it current (e.g. a referring example)."""
         return self.encode_many([image])[0]
 
-    def encode_many(self, images: Sequence[npt.ArrayLike]) -> list[EncodedImage]:
-        """Encode several images of one shape (e.g. tiles) in a single batched forward."""
+    def encode_many(
+        self, images: Sequence[npt.ArrayLike], *, frame: ModelFrame | None = None
+    ) -> list[EncodedImage]:
+        """Encode several images of one shape (e.g. tiles) in a single batched forward
+        (in ``frame``, default :meth:`frame_for` their shape)."""
         rgbs = [as_rgb_uint8(image) for image in images]
         if not rgbs:
             return []
         if len({rgb.shape for rgb in rgbs}) != 1:
             raise ValueError("encode_many needs images of one shape; encode others separately")
-        frame = self.frame_for((rgbs[0].shape[0], rgbs[0].shape[1]))
+        frame = frame or self.frame_for((rgbs[0].shape[0], rgbs[0].shape[1]))
         batch = torch.from_numpy(np.stack(rgbs)).permute(0, 3, 1, 2).to(self.device)
         with self.inference():
             model_input = preprocess(
@@ -198,9 +216,37 @@ class SeemPredictor:
 
     def set_image(self, image: npt.ArrayLike) -> EncodedImage:
         """Encode ``image`` and make it the current image. Returns the encoding (cacheable)."""
-        self._encoded = self.encode(image)
-        self._memory.clear()
+        rgb = as_rgb_uint8(image)
+        self._encoded = self.encode(rgb)
+        self._forget_image(rgb)
         return self._encoded
+
+    def _forget_image(self, rgb: np.ndarray | None) -> None:
+        self._memory.clear()
+        self.pixels = ImagePixels(rgb)
+
+    @property
+    def image_rgb(self) -> np.ndarray | None:
+        """``(H, W, 3)`` uint8 pixels of the current image (None after :meth:`set_encoded`)."""
+        return self.pixels.rgb
+
+    def grey_image(self) -> np.ndarray | None:
+        """``(H, W)`` float32 grey of the current image in [0, 1], or None without pixels."""
+        return self.pixels.grey()
+
+    def grey_pyramid(self) -> list[np.ndarray] | None:
+        """:func:`~napari_seem.predict.scale.grey_pyramid` of :meth:`grey_image` (cached)."""
+        return self.pixels.pyramid()
+
+    def zoom_view(self, box: tuple[int, int, int, int], scale: float) -> View:
+        """The current image's level-0 ``box`` encoded at ``scale`` (cached; see
+        :func:`napari_seem.predict.views.zoom_view`)."""
+        return zoom_view(self, box, scale)
+
+    @property
+    def mask_memory(self) -> MaskMemory:
+        """The logits of the masks returned on the current image (round-to-round memory)."""
+        return self._memory
 
     def reset_caches(self) -> None:
         """Forget everything computed with the current weights (the image encoding, text
@@ -208,12 +254,13 @@ class SeemPredictor:
         self._encoded = None
         self._vocabularies.clear()
         self._sentences.clear()
-        self._memory.clear()
+        self._forget_image(None)
 
-    def set_encoded(self, encoded: EncodedImage) -> None:
-        """Make an earlier encoding current (the engine's feature cache uses this)."""
+    def set_encoded(self, encoded: EncodedImage, image: npt.ArrayLike | None = None) -> None:
+        """Make an earlier encoding current (the engine's feature cache uses this); pass
+        the encoded ``image`` too to let interactive answers choose their scale."""
         self._encoded = encoded
-        self._memory.clear()
+        self._forget_image(None if image is None else as_rgb_uint8(image))
 
     def image_memory(self) -> ImageMemory | None:
         """The decoder's cross-attention keys/values of the current image (projected on
@@ -310,59 +357,21 @@ class SeemPredictor:
         previous: PreviousMasks | None,
         vocabulary: Sequence[str] | None,
     ) -> list[ObjectMask]:
-        enc = self.encoded
-        frame = enc.frame
         visual_objects = [o for o in objects if o.visual]
         if len(visual_objects) != len(objects):
             raise PromptError(
                 "an object prompt without visual prompts is a text query: put the text in "
                 "PromptSet.texts (all instances) or add a click to it"
             )
-        # SEEM has no box encoder: a box prompts with its centre and bounds the answer
-        pos, neg = rasterize_objects(objects, frame.padded_hw, scale=frame.scale, box_mode="center")
-        h4, w4 = enc.features.mask_features.shape[-2:]
-        prev = (
-            None
-            if previous is None
-            else self._memory.previous_logits(
-                previous,
-                len(objects),
-                frame=frame,
-                cells_hw=(int(h4), int(w4)),
-                device=self.device,
-            )
-        )
-        smasks, spatial_logits, stexts = self.decode_spatial(pos, neg, prev)
-        chosen = self._choose_candidates(objects, spatial_logits, stexts)
-        logits = smasks[chosen]  # (P, h, w)
-        captions = stexts[chosen]  # (P, D)
-        masks = self.logits_to_masks(logits)
-        if self.connected:
-            marks, _ = rasterize_objects(objects, frame.image_hw, box_mode="center")
-            triples = zip(masks, marks, objects, strict=True)
-            masks = np.stack([touching(m, k, o) for m, k, o in triples])
-        names, name_scores = self.name_captions(captions, vocabulary)
-        results = []
-        for p, obj in enumerate(objects):
-            mask = bound_by_boxes(masks[p], obj)
-            score = mask_score(logits[p])
-            name, name_score = names[p], name_scores[p]
-            if obj.text is not None:
-                sim = torch.dot(
-                    l2_normalize(captions[p].float()), self.sentence_embedding(obj.text.text)
+        if self.interactive.refine or self.interactive.find_scale:
+            items = None if previous is None else list(previous)
+            if items is not None and len(items) != len(objects):
+                raise PromptError(
+                    f"previous has {len(items)} masks but there are {len(objects)} objects: "
+                    "pass one previous mask (or None) per object, in the same order"
                 )
-                name, name_score = obj.text.text, float(sim)
-            result = ObjectMask.from_full(
-                mask,
-                score=score,
-                class_name=name,
-                class_score=name_score,
-                prompt=obj,
-                source="interactive",
-            )
-            self._memory.remember(result, logits[p])
-            results.append(result)
-        return results
+            return answer_objects(self, objects, items, vocabulary)
+        return answer_plain(self, objects, previous, vocabulary)
 
     def decode_spatial(
         self, pos: np.ndarray, neg: np.ndarray, prev: torch.Tensor | None

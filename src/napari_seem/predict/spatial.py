@@ -17,6 +17,7 @@ import torch
 from napari_seem.core.prompts import ObjectPrompt
 from napari_seem.model.postprocess import vl_similarity
 from napari_seem.model.prompt_window import OUTSIDE_LOGIT, Window, crop_features, prompt_window
+from napari_seem.predict.encoding import EncodedImage
 
 if TYPE_CHECKING:
     from napari_seem.predict.predictor import SeemPredictor
@@ -25,13 +26,17 @@ __all__ = ["choose_candidates", "decode_spatial"]
 
 
 def _windows(
-    predictor: SeemPredictor, pos: np.ndarray, neg: np.ndarray, prev: torch.Tensor | None
+    predictor: SeemPredictor,
+    enc: EncodedImage,
+    pos: np.ndarray,
+    neg: np.ndarray,
+    prev: torch.Tensor | None,
 ) -> list[Window | None]:
     """The prompt window of each prompt (None everywhere for a model without windows)."""
     size = getattr(predictor.model, "prompt_window", None)
     windows: list[Window | None] = [None] * len(pos)
     if size:
-        padded_hw = predictor.encoded.features.padded_hw
+        padded_hw = enc.features.padded_hw
         for p in range(len(pos)):
             touched = pos[p] | neg[p]
             if prev is not None:
@@ -42,23 +47,31 @@ def _windows(
 
 
 def decode_spatial(
-    predictor: SeemPredictor, pos: np.ndarray, neg: np.ndarray, prev: torch.Tensor | None
+    predictor: SeemPredictor,
+    pos: np.ndarray,
+    neg: np.ndarray,
+    prev: torch.Tensor | None,
+    *,
+    encoded: EncodedImage | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Decode ``P`` prompts on the predictor's current image.
+    """Decode ``P`` prompts on the predictor's current image (or on ``encoded``, e.g. a
+    zoom view of it, see :mod:`napari_seem.predict.views`).
 
     Args:
         pos, neg: ``(P, H_pad, W_pad)`` bool prompt masks in the padded model frame.
         prev: ``(1, P, h, w)`` stride-4 memory logits, or None.
+        encoded: the encoding to decode on (default: the current image's).
 
     Returns:
         The spatial queries' ``(P*Q, h, w)`` mask logits, ``(P*Q, P)`` selection logits
         (-inf off the prompt's own queries) and ``(P*Q, D)`` caption embeddings.
     """
-    enc = predictor.encoded
-    windows = _windows(predictor, pos, neg, prev)
+    enc = predictor.encoded if encoded is None else encoded
+    windows = _windows(predictor, enc, pos, neg, prev)
     if all(w is None for w in windows):
+        memory = predictor.image_memory() if encoded is None else None
         with predictor.inference():
-            return predictor.decode_prompts(enc.features, pos, neg, prev, predictor.image_memory())
+            return predictor.decode_prompts(enc.features, pos, neg, prev, memory)
     q = predictor.model.decoder.config.queries_per_prompt
     h4, w4 = enc.features.mask_features.shape[-2:]
     dtype = enc.features.mask_features.dtype
@@ -75,10 +88,10 @@ def decode_spatial(
             feats = crop_features(enc.features, window)
             cells = window.cells(4)
             px = window.cells(1)
-        memory = None if prev is None else prev[:, one][..., cells[0], cells[1]]
+        kept = None if prev is None else prev[:, one][..., cells[0], cells[1]]
         with predictor.inference():
             m, lg, tx = predictor.decode_prompts(
-                feats, pos[one][:, px[0], px[1]], neg[one][:, px[0], px[1]], memory, None
+                feats, pos[one][:, px[0], px[1]], neg[one][:, px[0], px[1]], kept, None
             )
         smasks[rows][:, cells[0], cells[1]] = m.to(dtype)
         slogits[rows, p] = lg[:, 0].float()
