@@ -187,6 +187,7 @@ def segment(
     plane: Sequence[int] = (),
     bands: Sequence[int] | None = None,
     grounding_threshold: float = 0.05,
+    crs: str | None = None,
 ) -> SegmentationResult:
     """Segment objects on one image plane from prompts.
 
@@ -209,6 +210,9 @@ def segment(
         bands: three channel indices used as R, G, B of a multi-band image.
         grounding_threshold: text grounding keeps further instances whose share of the
             phrase's score is at least this.
+        crs: ``points`` (``(x, y)``) and ``boxes`` (``(xmin, ymin, xmax, ymax)``) are map
+            coordinates in this CRS (e.g. ``"EPSG:4326"``: longitude, latitude), placed on a
+            georeferenced image (GeoTIFF / COG; the ``geo`` extra).
 
     All visual keyword prompts describe ONE object, except several ``boxes`` given alone
     (one object per box). Results come in the order objects, phrases, example.
@@ -222,6 +226,8 @@ def segment(
     backend = get_backend(model)
     handle = backend.open(image, bands=bands, plane=plane)
     try:
+        if crs is not None:
+            points, boxes = _map_prompts(handle.source, points, boxes, crs)
         shape = handle.image_shape
         visual_given = any(v is not None for v in (points, boxes, scribbles, masks))
         composed = texts_of(text) if visual_given else []
@@ -262,6 +268,17 @@ def segment(
         return SegmentationResult(shape, tuple(found), plane=handle.plane)
     finally:
         backend.close(handle)
+
+
+def _map_prompts(source: Any, points: Any, boxes: Any, crs: str) -> tuple[Any, Any]:
+    """``points`` / ``boxes`` in map coordinates -> level-0 pixels (see ``segment(crs=)``)."""
+    from napari_seem.core.geo_meta import GeoExtraMissing
+    from napari_seem.core.geo_prompts import prompts_to_pixels
+
+    try:
+        return prompts_to_pixels(source, points, boxes, crs)
+    except (ValueError, GeoExtraMissing) as exc:
+        raise PromptError(str(exc)) from None
 
 
 def segment_everything(

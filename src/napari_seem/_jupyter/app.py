@@ -116,6 +116,29 @@ class SeemApp(w.VBox):
     def results(self) -> Any:
         return self.canvas.results
 
+    def to_geojson(self, *, simplify: float = 0.0) -> dict[str, Any]:
+        """The committed labels as a GeoJSON FeatureCollection in the image's CRS (one
+        (multi)polygon per object with ``id``, ``class``, ``score``, ``area`` in squared map
+        units; ``simplify`` in map units); ready for
+        ``geopandas.GeoDataFrame.from_features``. Needs a georeferenced image (GeoTIFF /
+        COG, the ``geo`` extra).
+
+        Raises:
+            ValueError: the image has no georeferencing.
+        """
+        from napari_seem.core.geo_meta import geo_of
+        from napari_seem.core.geo_write import labels_geojson
+
+        geo = geo_of(self.canvas.source)
+        if geo is None:
+            raise ValueError(
+                "to_geojson needs a georeferenced image (open a GeoTIFF / COG path); this "
+                "one has no CRS / transform: use app.labels instead"
+            )
+        return labels_geojson(
+            self.canvas.labels, geo, self.results.class_table(), simplify=simplify
+        )
+
     def use_weights(self, path: str | Path | None) -> str:
         """Switch the running model to a fine-tuned weight file (``None``: base weights);
         see :meth:`SeemWidget.use_weights`. Returns the checkpoint id in use."""

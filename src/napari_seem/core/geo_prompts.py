@@ -34,6 +34,7 @@ __all__ = [
     "map_box_to_pixels",
     "map_collection_to_pixels",
     "map_points_to_pixels",
+    "prompts_to_pixels",
     "read_map_collection",
 ]
 
@@ -188,3 +189,36 @@ def map_collection_to_pixels(data: dict[str, Any], geo: GeoInfo, crs: str | None
             )
         out.append({"type": "Feature", "properties": feature.get("properties"), "geometry": new})
     return {"type": "FeatureCollection", "features": out}
+
+
+def prompts_to_pixels(
+    source: Any, points: npt.ArrayLike | None, boxes: npt.ArrayLike | None, crs: str
+) -> tuple[npt.NDArray[np.float64] | None, npt.NDArray[np.float64] | None]:
+    """The scripting API's ``points`` / ``boxes`` given in map coordinates -> pixels.
+
+    Args:
+        source: the opened image (a georeferenced :class:`ImageSource`).
+        points: ``(N, 2)`` map ``(x, y)`` in ``crs``, or None.
+        boxes: ``(N, 4)`` map ``(xmin, ymin, xmax, ymax)`` in ``crs``, or None.
+        crs: their CRS, e.g. ``"EPSG:4326"`` (x = longitude, y = latitude).
+
+    Returns:
+        ``(N, 2)`` level-0 ``(row, col)`` and ``(N, 4)`` ``(row0, col0, row1, col1)``.
+
+    Raises:
+        ValueError: the image is not georeferenced, or malformed coordinates.
+    """
+    from napari_seem.core.geo_meta import geo_of
+
+    geo = geo_of(source)
+    if geo is None:
+        raise ValueError(
+            f"crs={crs!r} places map coordinates on a georeferenced image (GeoTIFF / COG); "
+            "this image has no CRS / transform: give points as (row, col) pixels without crs"
+        )
+    pixel_points = None if points is None else map_points_to_pixels(points, geo, crs)
+    pixel_boxes = None
+    if boxes is not None:
+        array = np.asarray(boxes, np.float64).reshape(-1, 4)
+        pixel_boxes = np.array([map_box_to_pixels(b, geo, crs) for b in array], np.float64)
+    return pixel_points, pixel_boxes

@@ -39,6 +39,7 @@ __all__ = [
     "ObjectFeature",
     "feature_collection",
     "iter_object_polygons",
+    "labels_geojson",
     "write_features",
     "write_labels_geotiff",
 ]
@@ -278,3 +279,26 @@ def _wkt1(wkt: str) -> str:
         return str(CRS.from_wkt(wkt).to_wkt("WKT1_GDAL"))
     except Exception:  # a CRS WKT1 cannot express: keep the WKT we have
         return wkt
+
+
+def labels_geojson(
+    labels: Any,
+    geo: GeoInfo,
+    table: Sequence[Mapping[str, Any]] = (),
+    *,
+    simplify: float = 0.0,
+) -> dict[str, Any]:
+    """Labels ``(H, W)`` and their class table -> a GeoJSON FeatureCollection dict in the
+    raster's CRS (one feature per label id; ``table`` rows as ``SegmentationResult
+    .class_table()`` or a batch run's give them: ``id``, ``class_name``, ``score``).
+
+    The result is ready for ``geopandas.GeoDataFrame.from_features(fc["features"],
+    crs=geo.crs_name)`` or ``json.dump``.
+    """
+    height, width = (int(n) for n in labels.shape[-2:])
+    if (height, width) != (geo.height, geo.width):
+        geo = geo.at_level(geo.height / height, geo.width / width, height, width)
+    features = sorted(
+        iter_object_polygons(labels, geo, table, simplify=simplify), key=lambda f: f.id
+    )
+    return feature_collection(features, geo)
