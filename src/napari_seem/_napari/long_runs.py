@@ -34,12 +34,18 @@ REDRAW_S = 0.25
 
 
 def _warm_labels() -> None:
-    """Import and build once what a new napari Labels layer needs (no Qt involved)."""
-    import numpy as np
-    import pandas  # noqa: F401  (the layer's feature table)
-    from napari.layers import Labels
+    """Import and build once, off the GUI thread, what the first napari Labels layer of a
+    session pays for: pandas (its feature table) and napari's default label colormap.
 
-    Labels(np.zeros((2, 2), dtype=np.uint32))
+    No layer is built here: a layer's constructor reaches napari's shared unit registry
+    (pint), and building that from this thread while the GUI thread adds an image layer
+    raced (``UndefinedUnitError: 'pixel'``).
+    """
+    import pandas  # noqa: F401  (the layer's feature table)
+    from napari.utils.colormaps import direct_colormap, label_colormap
+
+    label_colormap(49, 0.5, background_value=0)  # what Labels() builds by default
+    direct_colormap({0: "transparent", None: "black"})
 
 
 class LongRuns:
@@ -152,6 +158,12 @@ class LongRuns:
         plane, ref = host.plane_of(image), host.image_ref(image)
         threshold = float(self.min_score.value)
         mode = str(self.everything_mode.value)
+        # napari's add_labels (vispy visuals, layer controls: a few hundred ms in one GUI
+        # step that cannot be split) happens here, at the press, so that nothing but
+        # painting in pieces is left for the GUI while the job runs and when it ends. A run
+        # that commits nothing leaves the (empty) target: removing a layer is such a step
+        # too, and the layer is where the next commits go
+        target = host.target_layer(image)
         cancel = self._start("SEEM: segment everything")
 
         def work(backend: Backend) -> list[ObjectMask]:
@@ -166,18 +178,14 @@ class LongRuns:
                 mode=mode,
             )
 
+        def committed(ids: list[int]) -> None:
+            self._end()
+            host.status.value = (
+                f"Segment everything: {len(ids)} object(s) committed into {target.name!r} "
+                "(one undo step)."
+            )
+
         def done(objects: list[ObjectMask]) -> None:
-            # napari's add_labels (a new target layer) is one GUI step that cannot be split;
-            # painting the objects is spread over the next turns
-            target = host.target_layer(image)
-
-            def committed(ids: list[int]) -> None:
-                self._end()
-                host.status.value = (
-                    f"Segment everything: {len(ids)} object(s) committed into "
-                    f"{target.name!r} (one undo step)."
-                )
-
             steps = host.commits.commit_steps(target, objects, plane, default_class=None)
             self._commit_in_pieces(steps, len(objects), committed)
 
