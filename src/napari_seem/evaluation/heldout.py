@@ -20,7 +20,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -301,7 +301,15 @@ def main() -> None:
     parser.add_argument("--finetune-steps", type=int, default=100)
     parser.add_argument("--skip-base", action="store_true", help="only the fine-tune experiment")
     parser.add_argument("--threads", type=int, default=None)
+    for flag, what in (
+        ("--refine", "click-constrained refinement"),
+        ("--find-scale", "scale selection"),
+    ):
+        parser.add_argument(
+            flag, choices=("auto", "on", "off"), default="auto", help=f"{what} (auto: seem-lite on)"
+        )
     args = parser.parse_args()
+    switch: dict[str, bool | Literal["auto"]] = {"auto": "auto", "on": True, "off": False}
     if args.threads:
         import torch
 
@@ -311,7 +319,10 @@ def main() -> None:
     results: dict[str, Any] = {}
     if not args.skip_base:
         model = build_seem("seem-lite", checkpoint=args.checkpoint, device="auto")
-        results = evaluate_seem_lite(SeemPredictor(model), max_objects=args.max_objects)
+        predictor = SeemPredictor(
+            model, refine=switch[args.refine], find_scale=switch[args.find_scale]
+        )
+        results = evaluate_seem_lite(predictor, max_objects=args.max_objects)
     if args.finetune_image:
         from napari_seem.datasets.real import BBBC007_HELD_OUT, bbbc007
 

@@ -69,9 +69,9 @@ class ScaleSettings:
     """
 
     target_in: float = 48.0
-    target_out: float = 96.0
+    target_out: float = 140.0
     low: float = 20.0
-    high: float = 200.0
+    high: float = 260.0
     smallest: float = 4.0
     largest: float | None = None
     max_upscale: float = 12.0
