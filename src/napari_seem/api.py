@@ -265,6 +265,9 @@ def segment(
             found += backend.ground(handle, grounding, threshold=grounding_threshold)
         if example is not None:
             found += backend.refer(handle, example)
+        from napari_seem.core.geo_nodata import drop_nodata
+
+        found = drop_nodata(found, handle.source, handle.plane)  # nodata is never an object
         return SegmentationResult(shape, tuple(found), plane=handle.plane)
     finally:
         backend.close(handle)
