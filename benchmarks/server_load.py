@@ -4,13 +4,23 @@ A ``napari-seem serve`` child on 127.0.0.1 (``seem-tiny-focal`` random weights b
 the figures measure the transport and the engine's plumbing, not a production model), one
 ``S x S`` zarr image and, per client, one session on it. Each client is a thread with its own
 :class:`~napari_seem.remote.client.SeemClient` that clicks (a click plus a small box) at
-random places of its image as fast as the server answers, for ``--seconds`` seconds. After a
-warm-up (an ``encode_region`` job over each session's whole image, then a few clicks) the
+random places of its image for ``--seconds`` seconds, at one of two paces (``--pace``):
+
+- ``human`` (default): a person's pace. Each client clicks about once per ``--interval``
+  seconds (1.0), each gap drawn uniformly from ``interval * (1 +- jitter)`` (``--jitter``
+  0.5, so 0.5-1.5 s), on a schedule that does not wait for the server unless an answer is
+  still pending (a person waits for the mask before the next click; the click then follows
+  the answer at once). Clients start at random offsets within one interval.
+- ``closed``: every client clicks again the moment its answer arrives (a closed loop; with
+  a serial model this measures queueing: 8 clients make each wait about 8 answers).
+
+After a warm-up (an ``encode_region`` job over each session's whole image, then a few clicks) the
 benchmark records:
 
 - p50 / p95 of one click's round trip, per phase (1 client, then ``--clients`` clients);
-- the server's RSS at the start and end of each phase and its peak (``VmHWM``), so that
-  growth under load shows as an end-minus-start difference.
+- the server's RSS at the start and end of each phase, every 10 s within it, and its peak
+  (``VmHWM``), so that growth under load shows as an end-minus-start difference and as a
+  trend (a leak keeps rising; the first allocations of a phase level off).
 
 Run ``python -m benchmarks.server_load [--clients 8] [--seconds 60]``; it prints one JSON
 object (and writes it to ``--out`` when given).
@@ -70,10 +80,31 @@ def _follow(client: SeemClient, job_id: str) -> None:
     follow_job(poll, cancel_job=lambda: None, interval=0.2, what="the warm-up encode")
 
 
+def click_gaps(
+    rng: np.random.Generator, pace: str, interval: float, jitter: float
+) -> tuple[float, float]:
+    """A client's first offset and its next gap (seconds) at ``pace`` (module docstring)."""
+    if pace == "closed":
+        return 0.0, 0.0
+    low, high = interval * (1.0 - jitter), interval * (1.0 + jitter)
+    return float(rng.uniform(0.0, interval)), float(rng.uniform(low, high))
+
+
 def run_phase(
-    url: str, token: str, image: Path, *, clients: int, seconds: float, warmup: int, pid: int
+    url: str,
+    token: str,
+    image: Path,
+    *,
+    clients: int,
+    seconds: float,
+    warmup: int,
+    pid: int,
+    pace: str = "human",
+    interval: float = 1.0,
+    jitter: float = 0.5,
 ) -> dict[str, Any]:
-    """``clients`` threads clicking for ``seconds``; latencies (ms) and server RSS (MiB)."""
+    """``clients`` threads clicking for ``seconds`` at ``pace``; latencies (ms) and server
+    RSS (MiB)."""
     size = int(zarr.open_array(str(image), mode="r").shape[0])
     sessions = []
     for _ in range(clients):
@@ -94,7 +125,14 @@ def run_phase(
     def clicker(i: int) -> None:
         client, sid = sessions[i]
         rng = np.random.default_rng(i)
-        while time.monotonic() < stop_at:
+        due = time.monotonic() + click_gaps(rng, pace, interval, jitter)[0]
+        while True:
+            wait = due - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            if time.monotonic() >= stop_at:
+                break
+            due += click_gaps(rng, pace, interval, jitter)[1]  # the next click's schedule
             start = time.perf_counter()
             try:
                 client.predict(sid, _click(rng, size)).result(120)
@@ -103,7 +141,15 @@ def run_phase(
                 continue
             latencies[i].append((time.perf_counter() - start) * 1000)
 
+    samples: list[float] = []  # the server's RSS every 10 s of the phase (MiB)
+
+    def sample() -> None:
+        while time.monotonic() < stop_at:
+            samples.append(_status_mb(pid, "VmRSS"))
+            time.sleep(min(10.0, max(stop_at - time.monotonic(), 0.0)))
+
     threads = [threading.Thread(target=clicker, args=(i,)) for i in range(clients)]
+    threads.append(threading.Thread(target=sample))
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -115,6 +161,9 @@ def run_phase(
     every = [t for per in latencies for t in per]
     return {
         "clients": clients,
+        "pace": pace
+        if pace == "closed"
+        else f"human: one click per {interval:g} s +- {jitter * 100:.0f}% per client",
         "seconds": seconds,
         "clicks": len(every),
         "errors": len(errors),
@@ -125,6 +174,7 @@ def run_phase(
         "rss_start_mb": rss_start,
         "rss_end_mb": rss_end,
         "rss_growth_mb": rss_end - rss_start,
+        "rss_every_10s_mb": [round(v, 1) for v in (*samples, rss_end)],
         "peak_rss_mb": _status_mb(pid, "VmHWM"),
     }
 
@@ -136,6 +186,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=1024, help="image side (default 1024)")
     parser.add_argument("--warmup", type=int, default=6, help="clicks per client first")
     parser.add_argument("--variant", default="seem-tiny-focal", help="model variant")
+    parser.add_argument(
+        "--pace", choices=["human", "closed"], default="human", help="click pace (docstring)"
+    )
+    parser.add_argument("--interval", type=float, default=1.0, help="human: mean seconds per click")
+    parser.add_argument("--jitter", type=float, default=0.5, help="human: gap spread (0..1)")
     parser.add_argument("--out", default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
@@ -147,7 +202,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             assert server.process is not None
             pid = server.process.pid
             assert server.token is not None
-            common = {"seconds": args.seconds, "warmup": args.warmup, "pid": pid}
+            common = {
+                "seconds": args.seconds,
+                "warmup": args.warmup,
+                "pid": pid,
+                "pace": args.pace,
+                "interval": args.interval,
+                "jitter": args.jitter,
+            }
             one = run_phase(server.url, server.token, image, clients=1, **common)
             many = run_phase(server.url, server.token, image, clients=args.clients, **common)
         finally:
