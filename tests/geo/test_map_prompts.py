@@ -22,7 +22,7 @@ from napari_seem.core.io import open_image
 from napari_seem.core.prompts import Box, Points
 from tests.geo.conftest import FALSE_COLOUR
 
-# lake and field pixels of the scene (row, col), pixel centres; inside the training columns
+# pixels of the scene (row, col), pixel centres, inside the training columns
 CLICKS = [(300.0, 150.0), (120.0, 80.0), (215.0, 201.0)]
 
 
