@@ -1,11 +1,16 @@
 """The click-protocol ablation of seem-lite's inference parts, in one command.
 
 ``python -m napari_seem.evaluation.ablation --max-objects 8`` runs the official click protocol
-(:func:`napari_seem.evaluation.heldout.click_protocol`) on the BBBC007 held-out images with
-click-constrained refinement and scale selection each on and off, and the seeded-watershed
-baseline from the same clicks, and prints one Markdown table (IoU after 1/3/5 clicks, NoC@85,
-NoC@90) plus the JSON. The objects are spread over the ids of each image
-(:func:`~napari_seem.evaluation.clicks.pick_ids`); nothing here is tuned on these images.
+(:func:`napari_seem.evaluation.heldout.click_protocol`) with click-constrained refinement and
+scale selection each on and off, and the seeded-watershed baseline from the same clicks, and
+prints one Markdown table (IoU after 1/3/5 clicks, NoC@85, NoC@90) plus the JSON. The objects
+are spread over the ids of each image (:func:`~napari_seem.evaluation.clicks.pick_ids`);
+nothing here is tuned on these images.
+
+Data (``--data``): ``bbbc007`` (the BBBC007 held-out images), or synthetic scenes of
+held-out generator seeds (``>= HELD_OUT_START``, never trained or tuned on):
+``small-nuclei`` (6-11 px across), ``large-nuclei`` (70-120 px) and ``cells`` (the cell
+generator's default sizes), two 384 x 384 scenes each.
 """
 
 from __future__ import annotations
@@ -15,7 +20,32 @@ import json
 import time
 from typing import Any
 
-__all__ = ["PARTS", "run_ablation"]
+__all__ = ["DATA", "PARTS", "ablation_images", "run_ablation"]
+
+#: ``--data`` choices: name -> (modality, generator options); ``bbbc007`` is real data.
+DATA: dict[str, tuple[str, dict[str, Any]]] = {
+    "bbbc007": ("", {}),
+    "small-nuclei": ("nuclei", {"diameter": (6.0, 11.0)}),
+    "large-nuclei": ("nuclei", {"diameter": (70.0, 120.0)}),
+    "cells": ("cells", {}),
+}
+
+
+def ablation_images(data: str) -> list[tuple[str, Any, Any]]:
+    """``(name, image, instance labels)`` of one ``--data`` choice."""
+    if data not in DATA:
+        raise ValueError(f"unknown data {data!r}; choose from {', '.join(DATA)}")
+    if data == "bbbc007":
+        from napari_seem.datasets.real import BBBC007_HELD_OUT, bbbc007
+
+        return [(i.name, i.image, i.labels) for i in bbbc007() if i.name in BBBC007_HELD_OUT]
+    from napari_seem.datasets.generate import generate
+    from napari_seem.datasets.sampler import HELD_OUT_START
+
+    modality, options = DATA[data]
+    scenes = [generate(modality, HELD_OUT_START + k, (384, 384), **options) for k in (0, 1)]
+    return [(f"{data} seed {s.meta['seed']}", s.image, s.instances) for s in scenes]
+
 
 #: (refine, find_scale) of each row, model default (both on) last.
 PARTS: tuple[tuple[bool, bool], ...] = ((False, False), (True, False), (False, True), (True, True))
@@ -24,6 +54,7 @@ PARTS: tuple[tuple[bool, bool], ...] = ((False, False), (True, False), (False, T
 def run_ablation(
     *,
     checkpoint: str | None = None,
+    data: str = "bbbc007",
     max_objects: int | None = 8,
     max_clicks: int = 20,
     parts: tuple[tuple[bool, bool], ...] = PARTS,
@@ -31,7 +62,6 @@ def run_ablation(
     """Every row of the table (module docstring); a JSON-ready dict."""
     import numpy as np
 
-    from napari_seem.datasets.real import BBBC007_HELD_OUT, bbbc007
     from napari_seem.evaluation.baselines import SeededWatershed
     from napari_seem.evaluation.clicks import pick_ids, simulate_clicks
     from napari_seem.evaluation.heldout import click_protocol
@@ -39,17 +69,17 @@ def run_ablation(
     from napari_seem.model.build import build_seem
     from napari_seem.predict.predictor import SeemPredictor
 
-    items = [i for i in bbbc007() if i.name in BBBC007_HELD_OUT]
-    ids = {i.name: pick_ids(i.labels, max_objects) for i in items}
+    items = ablation_images(data)
+    ids = {name: pick_ids(labels, max_objects) for name, _, labels in items}
     model = build_seem("seem-lite", checkpoint=checkpoint, shipped_weights=checkpoint is None)
     rows: list[dict[str, Any]] = []
     for refine, scale in parts:
         predictor = SeemPredictor(model, refine=refine, find_scale=scale)
         start = time.perf_counter()
         curves: list[list[float]] = []
-        for item in items:
+        for name, image, labels in items:
             curves += click_protocol(
-                predictor, item.image, item.labels, ids=ids[item.name], max_clicks=max_clicks
+                predictor, image, labels, ids=ids[name], max_clicks=max_clicks
             ).ious
         seconds = time.perf_counter() - start
         clicks = sum(len(c) for c in curves)
@@ -59,13 +89,12 @@ def run_ablation(
             | {"seconds": round(seconds, 1), "clicks": clicks}
         )
     curves = []
-    for item in items:
-        curves += simulate_clicks(
-            SeededWatershed(item.image), item.labels, ids[item.name], max_clicks=max_clicks
-        )
+    for name, image, labels in items:
+        curves += simulate_clicks(SeededWatershed(image), labels, ids[name], max_clicks=max_clicks)
     rows.append({"method": "seeded watershed"} | interactive_summary(curves, max_clicks))
     return {
-        "images": [i.name for i in items],
+        "data": data,
+        "images": [name for name, _, _ in items],
         "objects": int(np.sum([len(v) for v in ids.values()])),
         "max_clicks": max_clicks,
         "rows": rows,
@@ -97,6 +126,7 @@ def render(result: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default=None, help="seem-lite weights (default: shipped)")
+    parser.add_argument("--data", choices=tuple(DATA), default="bbbc007")
     parser.add_argument("--max-objects", type=int, default=8, help="objects per image (0: all)")
     parser.add_argument("--max-clicks", type=int, default=20)
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
@@ -107,6 +137,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     result = run_ablation(
         checkpoint=args.checkpoint,
+        data=args.data,
         max_objects=args.max_objects or None,
         max_clicks=args.max_clicks,
     )
