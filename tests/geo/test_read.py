@@ -110,3 +110,22 @@ def test_scene_files_must_share_the_grid(landsat_paths: list[str], tmp_path: Pat
         dst.write(band, 1)
     with pytest.raises(ImageSourceError, match="transform"):
         open_image([landsat_paths[0], str(shifted)])
+
+
+def test_a_vrt_of_the_band_files_is_the_same_scene(
+    landsat_paths: list[str], tmp_path: Path
+) -> None:
+    """One path for the whole scene (Dask workers, a model server, GDAL tools)."""
+    from napari_seem.core.geo_raster import write_scene_vrt
+
+    vrt = write_scene_vrt(landsat_paths, tmp_path / "scene.vrt")
+    with rasterio.open(vrt) as ds:  # GDAL itself reads it as six bands
+        assert ds.count == 6 and ds.crs.to_epsg() == EPSG and ds.nodatavals[5] == -32768
+    one = open_image(str(vrt), bands="lsat7_2000_40,lsat7_2000_30,lsat7_2000_20")
+    many = open_image(landsat_paths, bands=FALSE_COLOUR)
+    assert geo_of(one) == geo_of(many)
+    assert one.dtype == many.dtype == np.float32
+    assert np.array_equal(one.read_rgb(0, 0, 443, 489), many.read_rgb(0, 0, 443, 489))
+    assert np.array_equal(
+        one.read_region(0, 0, 443, 489), many.read_region(0, 0, 443, 489), equal_nan=True
+    )

@@ -50,6 +50,7 @@ __all__ = [
     "geo_paths",
     "has_geotiff_tags",
     "open_geo_scene",
+    "write_scene_vrt",
 ]
 
 # GeoTIFF tags: ModelPixelScale, ModelTiepoint, ModelTransformation, GeoKeyDirectory.
@@ -195,7 +196,11 @@ class GeoBandsArray:
             by_file.setdefault(path, []).append((k, ch))
         for path, picks in by_file.items():
             indexes = [self.bands[ch][1] for _, ch in picks]
-            data = self._dataset(path).read(indexes, window=window)  # (k, h, w)
+            ds = self._dataset(path)
+            if self.promote:  # a file may mix dtypes (a VRT): rasterio reads those one by one
+                data = np.stack([ds.read(i, window=window) for i in indexes])
+            else:
+                data = ds.read(indexes, window=window)  # (k, h, w)
             for j, (k, ch) in enumerate(picks):
                 band = data[j]
                 if self.promote:
@@ -368,3 +373,59 @@ def _promoted(dtypes: Sequence[str]) -> np.dtype[Any]:
     """float32, or float64 when a band would lose precision in float32."""
     wide = {"int32", "uint32", "int64", "uint64", "float64"}
     return np.dtype(np.float64 if wide & set(dtypes) else np.float32)
+
+
+def write_scene_vrt(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str]) -> Path:
+    """Write a GDAL VRT that shows the band files of one scene as ONE multi-band raster.
+
+    The VRT is a small XML file naming the files (absolute paths) band by band, with each
+    band's dtype, nodata value and description; every reader that opens a path (Dask
+    workers, a model server, napari, GDAL tools) then sees the whole scene. Pixels stay in
+    the band files.
+
+    Raises:
+        ImageSourceError: the files do not share size, CRS and transform, or the geo extra
+            is missing.
+    """
+    from xml.sax.saxutils import escape
+
+    scene = open_geo_scene([Path(p) for p in paths])
+    geo = scene.geo
+    a, b, c, d, e, f = geo.transform
+    bands = scene.levels[0][0].bands
+    lines = [
+        f'<VRTDataset rasterXSize="{geo.width}" rasterYSize="{geo.height}">',
+        f'  <SRS dataAxisToSRSAxisMapping="1,2">{escape(geo.crs)}</SRS>' if geo.crs else "",
+        f"  <GeoTransform>{c!r}, {a!r}, {b!r}, {f!r}, {d!r}, {e!r}</GeoTransform>",
+    ]
+    for i, (path, index) in enumerate(bands):
+        kind = _GDAL_TYPES.get(geo.dtypes[i], "Float32")
+        nodata = geo.nodata[i]
+        lines += [
+            f'  <VRTRasterBand dataType="{kind}" band="{i + 1}">',
+            f"    <Description>{escape(geo.descriptions[i])}</Description>",
+            f"    <NoDataValue>{nodata!r}</NoDataValue>" if nodata is not None else "",
+            "    <SimpleSource>",
+            f'      <SourceFilename relativeToVRT="0">{escape(path)}</SourceFilename>',
+            f"      <SourceBand>{index}</SourceBand>",
+            "    </SimpleSource>",
+            "  </VRTRasterBand>",
+        ]
+    lines.append("</VRTDataset>")
+    target = Path(out)
+    target.write_text("\n".join(line for line in lines if line) + "\n", encoding="utf-8")
+    return target
+
+
+_GDAL_TYPES = {
+    "uint8": "Byte",
+    "int8": "Int8",
+    "uint16": "UInt16",
+    "int16": "Int16",
+    "uint32": "UInt32",
+    "int32": "Int32",
+    "uint64": "UInt64",
+    "int64": "Int64",
+    "float32": "Float32",
+    "float64": "Float64",
+}
