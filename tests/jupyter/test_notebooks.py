@@ -1,9 +1,13 @@
-"""The notebooks run top to bottom (their own assertions check their outputs).
+"""The notebooks are saved with the outputs of their current code, and run top to bottom
+(their own assertions check their outputs).
 
-They run with the reduced random model (``NAPARI_SEEM_VARIANT=seem-tiny-focal``, set by
-``tests/jupyter/conftest.py`` unless already set) in a kernel of this interpreter, with
-nothing downloaded. ``NAPARI_SEEM_NOTEBOOK_FAST=1`` (also set unless already set) makes the
-fine-tuning notebook run a handful of steps on a few objects.
+The saved outputs come from the shipped model (``python -m tests.jupyter.notebook_outputs
+notebooks/NAME.ipynb`` runs one and saves it; the notebook's metadata records the variant and
+a fingerprint of the code it ran). The run test executes them again with the reduced random
+model (``NAPARI_SEEM_VARIANT=seem-tiny-focal``, set by ``tests/jupyter/conftest.py`` unless
+already set) in a kernel of this interpreter, with nothing downloaded.
+``NAPARI_SEEM_NOTEBOOK_FAST=1`` (also set unless already set) makes the fine-tuning
+notebook run a handful of steps on a few objects.
 """
 
 from __future__ import annotations
@@ -14,20 +18,39 @@ from pathlib import Path
 
 import pytest
 
+from tests.jupyter.notebook_outputs import META_KEY, sources_fingerprint
+
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
-def test_notebooks_are_saved_without_outputs() -> None:
-    assert len(NOTEBOOKS) >= 3
-    for path in NOTEBOOKS:
-        book = nbformat.read(path, as_version=4)
-        for cell in book.cells:
-            if cell.cell_type == "code":
-                assert not cell.outputs and cell.execution_count is None, path.name
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_is_saved_with_current_outputs(path: Path) -> None:
+    """Every code cell ran, in order, in one kernel, without an error; the outputs include
+    figures and come from the shipped model; and the code has not changed since it ran."""
+    from napari_seem.core.variants import seem_lite_shipped
+
+    book = nbformat.read(path, as_version=4)
+    rerun = f"run `python -m tests.jupyter.notebook_outputs {path.relative_to(ROOT)}`"
+    recorded = book.metadata.get(META_KEY, {})
+    assert recorded.get("sources_sha256") == sources_fingerprint(book), (
+        f"{path.name}: the saved outputs are not those of the code as it is now: {rerun}"
+    )
+    if seem_lite_shipped():
+        assert recorded.get("outputs_from") == "seem-lite", f"{path.name}: {rerun}"
+    code = [cell for cell in book.cells if cell.cell_type == "code"]
+    assert [cell.execution_count for cell in code] == list(range(1, len(code) + 1)), rerun
+    outputs = [out for cell in code for out in cell.outputs]
+    assert not [out for out in outputs if out.output_type == "error"], path.name
+    assert all(cell.outputs for cell in code if cell.source.strip()), (
+        f"{path.name}: a code cell has no output (print or show what it found)"
+    )
+    figures = [out for out in outputs if "image/png" in out.get("data", {})]
+    assert figures, f"{path.name}: no figure among the outputs"
 
 
 @pytest.mark.slow
