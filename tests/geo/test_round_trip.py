@@ -139,3 +139,23 @@ def test_objects_across_tile_seams_are_one_feature(landsat_tif: Path, tmp_path: 
     assert crossing, "no object crosses the seam: the test checks nothing"
     for geom, row in zip(layer.geometries, layer.rows, strict=True):
         assert geom.area == pytest.approx((labels == row["id"]).sum() * PIXEL**2, rel=0.01)
+
+
+def test_an_overview_level_is_georeferenced_on_its_own_grid(
+    landsat_tif: Path, tmp_path: Path
+) -> None:
+    """--level 1 segments the 2x overview; its labels GeoTIFF spans the same scene with the
+    overview's pixel size (GDAL's: scene extent / overview size)."""
+    if not seem_lite_shipped():
+        pytest.skip("needs the shipped seem-lite weights")
+    out = tmp_path / "coarse.tif"
+    argv = ["segment", str(landsat_tif), "--out", str(out), "--text", "forest", "--level", "1"]
+    argv += ["--bands", "3,2,1", "--variant", "seem-lite", "--threads", "1", "--no-progress"]
+    assert main([*argv, "--tile", "256", "--halo", "32"]) == 0
+    with rasterio.open(out) as ds, rasterio.open(landsat_tif) as scene:
+        with rasterio.open(landsat_tif, overview_level=0) as overview:
+            assert ds.shape == overview.shape == (222, 245)
+            assert ds.transform.almost_equals(overview.transform)
+        assert ds.crs == scene.crs
+        assert ds.bounds == pytest.approx(tuple(scene.bounds))
+        assert ds.read(1).max() > 0
