@@ -431,7 +431,6 @@ class Engine:
                 f"object across rounds); got {type(object_id).__name__} of "
                 f"{len(object_id) if isinstance(object_id, str) else '?'} characters"
             )
-        names = interactive.checked_vocabulary(vocabulary, self.limits.max_vocabulary_names)
         session = self.session(session_id)
         return interactive.predict_object(
             self.predictor,
@@ -440,7 +439,7 @@ class Engine:
             prompt,
             object_id=object_id,
             max_tiles=self.max_tiles,
-            vocabulary=names,
+            vocabulary=interactive.checked_vocabulary(vocabulary, self.limits.max_vocabulary_names),
         )
 
     def ground(
