@@ -259,9 +259,10 @@ def run_segment(args: argparse.Namespace) -> int:
         print(f"already complete: {summary.labels} ({summary.objects} objects)")
         return 0
     rate = summary.megapixels_per_s
+    shown = f"{rate:.2g}" if rate < 100 else f"{rate:.0f}"  # two significant digits
     print(
         f"{summary.objects} objects in {summary.tiles} tiles "
-        f"({summary.tiles_skipped} resumed), {summary.seconds:.1f} s, {rate:.2f} MP/s"
+        f"({summary.tiles_skipped} resumed), {summary.seconds:.1f} s, {shown} MP/s"
     )
     print(f"labels: {summary.labels}  (uint32, shape {summary.shape})")
     print(f"class table: {summary.class_table}")
