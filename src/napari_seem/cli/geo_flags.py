@@ -1,7 +1,8 @@
 """The remote-sensing options of ``napari-seem segment`` (the ``geo`` extra).
 
 - ``INPUT`` may list the band files of one scene, comma-separated
-  (``b4.tif,b3.tif,b2.tif``): one multi-band image.
+  (``b4.tif,b3.tif,b2.tif``): one multi-band image. With ``--scheduler`` they are written as
+  one VRT beside the output (``NAME.scene.vrt``), a path every Dask worker can open.
 - ``--out water.gpkg`` (or ``.geojson``, ``.tif``) writes that georeferenced file; the
   resumable labels zarr goes beside it (``water.labels.zarr``). ``--also-write`` adds more
   georeferenced outputs of the same run; ``--simplify`` is the polygon tolerance in map units.
@@ -114,6 +115,8 @@ def plan_geo(args: argparse.Namespace) -> GeoPlan:
         if not is_geo_output(extra):
             raise CliError(f"--also-write {extra}: give a .tif, .gpkg or .geojson path")
         plan.outputs.append(extra)
+    if isinstance(plan.image, list) and args.scheduler is not None and plan.out is not None:
+        plan.image = _scene_vrt(plan.image, Path(plan.out))
     named_bands = args.bands is not None and not _all_ints(args.bands)
     map_prompts = args.prompts is not None and _map_prompts(args.prompts, args.prompts_crs)
     if args.prompts_crs is not None and args.prompts is None:
@@ -135,6 +138,22 @@ def plan_geo(args: argparse.Namespace) -> GeoPlan:
     finally:
         source.close()
     return plan
+
+
+def _scene_vrt(paths: list[str], out: Path) -> str:
+    """The band files as one VRT beside the output store (Dask workers open one path)."""
+    from napari_seem.cli._common import CliError
+    from napari_seem.core.geo_raster import write_scene_vrt
+    from napari_seem.core.image_source import ImageSourceError
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    target = out.with_name(f"{out.name.removesuffix('.zarr')}.scene.vrt")
+    try:
+        written = write_scene_vrt(paths, target)
+    except ImageSourceError as exc:
+        raise CliError(str(exc)) from exc
+    print(f"band files as one raster for the workers: {written}", file=sys.stderr)
+    return str(written)
 
 
 def _all_ints(text: str) -> bool:

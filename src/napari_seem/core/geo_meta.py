@@ -77,7 +77,7 @@ class GeoInfo:
         height: level-0 rows.
         nodata: the file's nodata value per band (None: the band has none).
         descriptions: one name per band (the file's band description, else the file stem
-            for single-band files of a scene, else ``"band1"``, ...).
+            for a single-band file, else ``"band1"``, ...).
         dtypes: the file's dtype per band (``"float32"``, ``"int16"`` ...).
         paths: the file(s) read (one per band for a scene of single-band files).
     """

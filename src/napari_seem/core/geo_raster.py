@@ -284,7 +284,7 @@ def open_geo_scene(paths: Sequence[Path]) -> GeoScene:
     for path in paths:
         try:
             with rasterio.open(path) as ds:
-                infos.append(_describe(ds, path, single=len(paths) > 1))
+                infos.append(_describe(ds, path))
         except rasterio.errors.RasterioIOError as exc:
             raise ImageSourceError(f"{path}: cannot read as a raster ({exc})") from None
         bands += [(str(path.resolve()), i + 1) for i in range(infos[-1]["count"])]
@@ -337,7 +337,7 @@ def open_geo_scene(paths: Sequence[Path]) -> GeoScene:
     return GeoScene(origin, levels, geo, nodata[0] if same else None)
 
 
-def _describe(ds: Any, path: Path, *, single: bool) -> dict[str, Any]:
+def _describe(ds: Any, path: Path) -> dict[str, Any]:
     """The facts of one open rasterio dataset that a scene needs."""
     crs = ds.crs
     epsg = crs.to_epsg() if crs is not None else None
@@ -345,7 +345,7 @@ def _describe(ds: Any, path: Path, *, single: bool) -> dict[str, Any]:
     for i, desc in enumerate(ds.descriptions):
         if desc:
             names.append(str(desc))
-        elif single and ds.count == 1:
+        elif ds.count == 1:
             names.append(path.stem)
         else:
             names.append(f"band{i + 1}")
