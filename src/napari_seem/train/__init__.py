@@ -10,7 +10,10 @@ Submodules: :mod:`~napari_seem.train.data` (inputs), :mod:`~napari_seem.train.pr
 parts), :mod:`~napari_seem.train.text_cache`, :mod:`~napari_seem.train.criterion`,
 :mod:`~napari_seem.train.rounds` (a crop's prompts and earlier rounds),
 :mod:`~napari_seem.train.console`, :mod:`~napari_seem.train.loop` (the trainer),
-:mod:`~napari_seem.evaluation.heldout`, :mod:`~napari_seem.train.recipe` (the shipped model) and
+:mod:`~napari_seem.evaluation.heldout`, :mod:`~napari_seem.train.recipe` (the shipped model),
+the v2 recipe (:mod:`~napari_seem.train.stream`: fresh crops every step;
+:mod:`~napari_seem.train.own_errors`: corrective clicks from the model's own errors;
+:mod:`~napari_seem.train.stream_trainer`; :mod:`~napari_seem.train.recipe_v2`) and
 :mod:`~napari_seem.cli.train`. Names are imported lazily so that the command line can build
 its parser without importing torch.
 """
