@@ -57,6 +57,11 @@ __all__ = ["InteractiveSettings", "answer_objects", "answer_plain"]
 BoolMask = npt.NDArray[np.bool_]
 #: At most this many positive clicks outside the answer get their own decode per call.
 MAX_CLICK_DECODES = 3
+#: A positive click this close to the answer (a fraction of its diameter) corrects the border.
+NEAR_ANSWER = 0.2
+#: A click's 3 x 3 blob is part of its mark where the model's probability is at least this
+#: (negative: at most 1 - this); elsewhere only the clicked pixel is.
+STAMP_AGREE = 0.05
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,26 @@ def _negative_points(obj: ObjectPrompt) -> list[tuple[float, float]]:
         if isinstance(p, Points):
             pts += [(float(r), float(c)) for r, c in p.coords[~p.positive]]
     return pts
+
+
+def _refine_marks(obj: ObjectPrompt, image_hw: tuple[int, int]) -> tuple[BoolMask, BoolMask]:
+    """``(pos, neg)`` level-0 ``(H, W)`` marks for the refinement: each click is its one
+    pixel (a later click wins where two meet; the 3 x 3 blob the model sees would force
+    pixels beyond a small object's border), other prompts as rasterised."""
+    others = tuple(p for p in obj.visual if not isinstance(p, Points))
+    h, w = image_hw
+    if others:
+        pos, neg = rasterize_objects([ObjectPrompt(others)], image_hw, box_mode="center")
+        pos, neg = pos[0], neg[0]
+    else:
+        pos, neg = np.zeros(image_hw, bool), np.zeros(image_hw, bool)
+    for p in obj.visual:
+        if isinstance(p, Points):
+            for (row, col), positive in zip(p.coords, p.positive, strict=True):
+                r = min(max(math.floor(row + 0.5), 0), h - 1)
+                c = min(max(math.floor(col + 0.5), 0), w - 1)
+                pos[r, c], neg[r, c] = bool(positive), not positive
+    return pos, neg
 
 
 def _previous_mask(item: object, image_hw: tuple[int, int]) -> BoolMask | None:
@@ -207,13 +232,26 @@ def _second_view(
 def _click_answers(
     predictor: SeemPredictor, view: View, obj: ObjectPrompt, prob: npt.NDArray[np.float32]
 ) -> list[npt.NDArray[np.float32]]:
-    """The model's answers to the positive clicks that ``prob`` leaves out (newest first)."""
+    """The model's answers to the positive clicks that ``prob`` leaves out (newest first).
+
+    A click within :data:`NEAR_ANSWER` of the answer's diameter from it (at least 3 px)
+    corrects the border: it only adds itself (the model's answer to a click on a border
+    is as often the touching neighbour); a click farther out marks a missed part, and
+    the model's answer to that click alone is added.
+    """
+    from scipy import ndimage
+
     r0, c0, r1, c1 = view.box
     negatives = _negative_points(obj)
+    inside = prob >= 0.5
+    distance = ndimage.distance_transform_edt(~inside) if inside.any() else None
+    near = max(3.0, NEAR_ANSWER * equivalent_diameter(inside))
     out = []
     for row, col in reversed(_positive_points(obj)):
         r, c = math.floor(row + 0.5), math.floor(col + 0.5)
-        if not (r0 <= r < r1 and c0 <= c < c1) or prob[r - r0, c - c0] >= 0.5:
+        if not (r0 <= r < r1 and c0 <= c < c1) or inside[r - r0, c - c0]:
+            continue
+        if distance is not None and distance[r - r0, c - c0] <= near:
             continue
         alone = ObjectPrompt((Points.clicks(positive=[(row, col)], negative=negatives),))
         out.append(decode_in_view(predictor, view, alone, None, resize="bilinear").prob)
@@ -242,10 +280,12 @@ def _answer_one(
     if settings.refine:
         prob = merge_click_answers(prob, _click_answers(predictor, view, obj, prob))
         grey = predictor.grey_image()
+        pos_px, neg_px = _refine_marks(obj, image_hw)
+        # a click's blob counts where the model half agrees: small objects keep their border
         local = refine_answer(
             prob,
-            view.crop(pos),
-            view.crop(neg),
+            view.crop(pos_px) | (view.crop(pos) & (prob >= STAMP_AGREE)),
+            view.crop(neg_px) | (view.crop(neg) & (prob < 1 - STAMP_AGREE)),
             grey=None if grey is None else view.crop(grey),
             settings=settings.refine_with,
         )

@@ -16,7 +16,9 @@ answer is made to obey them after decoding:
    neighbour removes the whole neighbour (up to the neck between the two), not just the
    clicked pixels.
 3. **Connected to the clicks.** Only the parts of the result that hold a positive mark are
-   kept; negative marks are cleared (a negative click is always outside the answer).
+   kept; holes inside them are filled unless a negative mark is in the hole (a coin or a
+   nucleus with a textured centre is one object, not a ring); negative marks are cleared
+   (a negative click is always outside the answer).
 
 A positive click in a missed part of the object (outside the model's answer) is handled
 before this step by the caller: it adds the model's own answer to that click alone to the
@@ -55,12 +57,14 @@ class RefineSettings:
             grey image); ignored without an image.
         reach: negative marks up to this many pixels outside the support still split it
             (a click just beside the answer means "not this side").
+        fill_holes: fill the answer's holes that hold no negative mark.
     """
 
     probability: float = 0.4
     neck: float = 0.4
     edges: float = 0.2
     reach: int = 2
+    fill_holes: bool = True
 
 
 def merge_click_answers(prob: FloatMap, extra: list[FloatMap]) -> FloatMap:
@@ -97,6 +101,16 @@ def _elevation(
     return elev.astype(np.float32)
 
 
+def _filled(mask: BoolMask, negative: BoolMask) -> BoolMask:
+    """``mask`` with its holes filled, except holes that hold a negative mark."""
+    holes = ndimage.binary_fill_holes(mask) & ~mask
+    if not holes.any():
+        return mask
+    parts, _ = ndimage.label(holes)
+    marked = np.unique(parts[negative & holes])
+    return mask | (holes & ~np.isin(parts, marked[marked > 0]))
+
+
 def _parts_with(mask: BoolMask, marks: BoolMask) -> BoolMask:
     """The connected parts of ``mask`` that hold a pixel of ``marks``."""
     parts, _ = ndimage.label(mask)
@@ -131,16 +145,18 @@ def refine_answer(
             f"prob {prob.shape}, positive {positive.shape} and negative {negative.shape} "
             "must be one crop"
         )
-    positive = positive & ~negative  # a pixel marked both ways stays out (the later intent)
-    support = (prob >= 0.5) | positive
+    positive = positive & ~negative  # a pixel marked both ways stays out
+    support = prob >= 0.5
     if not positive.any():
         return np.zeros(prob.shape, bool)
+    support = support | positive
     near = (
         ndimage.binary_dilation(support, iterations=settings.reach) if settings.reach else support
     )
     seeds_out = negative & near
     if not seeds_out.any():
-        return _parts_with(support, positive)
+        answer = _parts_with(support, positive)
+        return _filled(answer, negative) if settings.fill_holes else answer
     from skimage.segmentation import watershed
 
     region = support | seeds_out
@@ -149,5 +165,5 @@ def refine_answer(
     markers[positive] = 1
     elev = _elevation(prob, region, grey, settings)
     flooded = watershed(elev, markers, mask=region)
-    answer = (flooded == 1) & ~negative
-    return _parts_with(answer | positive, positive)
+    answer = _parts_with(((flooded == 1) & ~negative) | positive, positive)
+    return _filled(answer, negative) & ~negative if settings.fill_holes else answer

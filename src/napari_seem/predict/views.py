@@ -219,5 +219,8 @@ def decode_in_view(
     logits = smasks[chosen]
     full = logits_to_image(logits[None].float(), frame, frame.image_hw, method=resize)[0]  # type: ignore[arg-type]
     prob = torch.sigmoid(full).cpu().numpy().astype(np.float32)
-    decoded = (full > OUTSIDE_LOGIT / 2).cpu().numpy()
+    # decoded cells: everything but the constant fill outside the prompt window
+    inside = (logits != OUTSIDE_LOGIT).float()[None]
+    cover = logits_to_image(inside, frame, frame.image_hw, method="bilinear")[0]
+    decoded = (cover > 0.5).cpu().numpy()
     return Decoded(logits, stexts[chosen], prob, decoded)
