@@ -79,6 +79,22 @@ def test_points_preview_commit_refine_undo(seem: Any, qtbot: Any, shoot: Any) ->
     assert not labels.data.any() and list(labels.features["index"]) == [0]
 
 
+def test_a_click_is_named_from_the_vocabulary(seem: Any, qtbot: Any) -> None:
+    """With the Text box empty, the Vocabulary names a clicked object by its best class
+    (one class: that one, whatever the weights), in the preview and the class table."""
+    viewer, widget, _ = _setup(seem)
+    widget.vocabulary.value = "nucleus"
+    points = widget.add_points_layer()
+    points.add([120.0, 100.0])
+    widget.segment()
+    wait_idle(qtbot, widget)
+    assert not _errors(widget)
+    assert "'nucleus'" in widget.status.value
+    assert widget.commit() == [1]
+    labels = viewer.layers["SEEM labels"]
+    assert labels.features[labels.features["index"] == 1].iloc[0]["class_name"] == "nucleus"
+
+
 def test_box_and_scribble(seem: Any, qtbot: Any, shoot: Any) -> None:
     viewer, widget, _ = _setup(seem)
     shapes = widget.add_shapes_layer()

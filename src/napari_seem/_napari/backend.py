@@ -298,13 +298,18 @@ class Backend:
         prompt: ObjectPrompt,
         *,
         object_id: str | None = None,
+        vocabulary: Sequence[str] | None = None,
     ) -> ObjectMask:
-        """One object from visual (+ text) prompts; ``object_id`` keeps the memory.
+        """One object from visual (+ text) prompts; ``object_id`` keeps the memory and
+        ``vocabulary`` names an object without text by its best class (never background).
 
         An object cut at the model's tile limit is returned as cut, and :attr:`on_notice`
         (when set) gets the sentence to show the user.
         """
-        answer = predict_answer(self.model, self.session(image, plane), prompt, object_id=object_id)
+        session = self.session(image, plane)
+        answer = predict_answer(
+            self.model, session, prompt, object_id=object_id, vocabulary=vocabulary
+        )
         if answer.notice is not None and self.on_notice is not None:
             self.on_notice(answer.notice)
         return answer.mask

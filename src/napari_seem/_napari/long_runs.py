@@ -60,6 +60,10 @@ class LongRuns:
         self._report_lock = threading.Lock()
         self.vocabulary = LineEdit(label="Vocabulary")
         self.vocabulary.native.setPlaceholderText("comma-separated classes, e.g. nucleus, cell")
+        self.vocabulary.tooltip = (
+            "Classes for Segment everything; they also name a clicked object when the Text "
+            "box is empty (its best class of them)"
+        )
         self.scope = ComboBox(label="Region", choices=["current view", "whole image"])
         self.everything_mode = ComboBox(
             label="Mode", choices=list(EVERYTHING_MODES), value=DEFAULT_EVERYTHING_MODE
@@ -88,6 +92,10 @@ class LongRuns:
         self.cancel_button.changed.connect(self.cancel)
 
     # ------------------------------------------------------------------ progress
+
+    def vocabulary_names(self) -> list[str]:
+        """The class names typed in the Vocabulary box (comma-separated), in order."""
+        return [v.strip() for v in str(self.vocabulary.value).split(",") if v.strip()]
 
     def _start(self, title: str) -> threading.Event:
         from napari.utils import progress
@@ -153,7 +161,7 @@ class LongRuns:
         image = host.require_image()
         if image is None or self.cancel_event is not None:
             return
-        vocabulary = [v.strip() for v in str(self.vocabulary.value).split(",") if v.strip()]
+        vocabulary = self.vocabulary_names()
         box = L.visible_box(host.viewer, image) if self.scope.value == "current view" else None
         plane, ref = host.plane_of(image), host.image_ref(image)
         threshold = float(self.min_score.value)

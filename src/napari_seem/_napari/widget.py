@@ -469,11 +469,11 @@ class SeemWidget(Container):
             return
         if any(p.has_positive for p in visual):
             prompt = ObjectPrompt(tuple(visual), None if text is None else TextPrompt(text))
-            object_id = self._object_id or uuid.uuid4().hex
-            self._object_id = object_id
+            self._object_id = object_id = self._object_id or uuid.uuid4().hex
+            names = None if text is not None else self.long_runs.vocabulary_names() or None
 
             def work(backend: Backend) -> list[ObjectMask]:
-                return [backend.predict(ref, plane, prompt, object_id=object_id)]
+                return [backend.predict(ref, plane, prompt, object_id=object_id, vocabulary=names)]
 
         else:
             assert text is not None
