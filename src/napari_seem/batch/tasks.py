@@ -16,6 +16,7 @@ torch is imported only when a predictor is built or called.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +37,15 @@ from napari_seem.core.variants import DEFAULT_VARIANT
 if TYPE_CHECKING:
     from napari_seem.predict.predictor import EncodedImage, SeemPredictor
 
-__all__ = ["ModelSpec", "TaskKind", "TaskSpec", "TileAnswer", "propagate_tile", "segment_tile"]
+__all__ = [
+    "ModelSpec",
+    "TaskKind",
+    "TaskSpec",
+    "TileAnswer",
+    "encode_tile",
+    "propagate_tile",
+    "segment_tile",
+]
 
 # Guards torch's global RNG while a model is built (see ModelSpec.build).
 _BUILD_LOCK = threading.Lock()
@@ -184,6 +193,69 @@ def _answer(
     )
 
 
+def _bf16_encode(predictor: SeemPredictor, task: TaskSpec) -> bool:
+    """Whether ``task``'s tiles are encoded under bfloat16 autocast: "segment everything" in
+    points mode (seem-lite), fp32 predictor, on a CPU with native bfloat16.
+
+    Measured on BBBC007 training images with seem-lite's shipped weights: 2.4x less CPU
+    time per encoding at pooled F1@0.5 0.821 (fp32: 0.824; before the batched points mode:
+    0.810); the decoder still runs in float32 on float32 copies of the features.
+    """
+    import torch
+
+    if task.kind != "everything" or predictor.autocast is not None:
+        return False
+    if predictor.device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return False
+    windowed = getattr(predictor.model, "prompt_window", None) is not None
+    if task.mode != "points" and not (task.mode == "auto" and windowed):
+        return False
+    return _cpu_has_bf16()
+
+
+@functools.cache
+def _cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (x86 AVX512-BF16 or AMX; read from
+    ``/proc/cpuinfo``, so False elsewhere): emulated bfloat16 would be slower than fp32."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def encode_tile(
+    predictor: SeemPredictor, rgb: npt.NDArray[np.uint8], task: TaskSpec
+) -> EncodedImage:
+    """Encode one tile's ``(oh, ow, 3)`` uint8 pixels for ``task`` and make it current.
+
+    The one place a batch tile is encoded (the benchmarks time it as the floor of a run).
+    Points-mode "segment everything" on a CPU with native bfloat16 encodes under bfloat16
+    autocast (see :func:`_bf16_encode`); the features are kept as float32.
+    """
+    if not _bf16_encode(predictor, task):
+        return predictor.set_image(rgb)
+    import torch
+
+    from napari_seem.model.seem import ImageFeatures
+    from napari_seem.predict.encoding import EncodedImage
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        half = predictor.encode(rgb)
+    f = half.features
+    ms = f.multi_scale_features
+    features = ImageFeatures(
+        f.mask_features.float(), (ms[0].float(), ms[1].float(), ms[2].float()), f.padded_hw
+    )
+    encoded = EncodedImage(half.frame, features)
+    predictor.set_encoded(encoded)
+    return encoded
+
+
 def segment_tile(
     predictor: SeemPredictor,
     rgb: npt.NDArray[np.uint8],
@@ -208,7 +280,7 @@ def segment_tile(
     if encoded is not None:
         predictor.set_encoded(encoded)
     else:
-        predictor.set_image(rgb)
+        encode_tile(predictor, rgb, task)
     shape = (int(rgb.shape[0]), int(rgb.shape[1]))
     if task.kind == "everything":
         result = predictor.segment_everything(
