@@ -7,13 +7,14 @@ import sys
 from collections.abc import Sequence
 
 from benchmarks import all as all_benchmarks
-from benchmarks import batch_throughput, engine_latency, model_speed
+from benchmarks import batch_throughput, engine_latency, everything_throughput, model_speed
 
 # name -> module with add_arguments(parser) and main(args); the first docstring line is the help
 BENCHMARKS = {
     "model-speed": model_speed,
     "engine": engine_latency,
     "batch": batch_throughput,
+    "everything": everything_throughput,
     "all": all_benchmarks,
 }
 
