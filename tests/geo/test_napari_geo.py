@@ -79,3 +79,28 @@ def test_a_written_labels_geotiff_reopens_as_labels(landsat_tif: Path, tmp_path:
     ((data, lmeta, kind),) = get_reader(tif)(tif)  # type: ignore[misc]
     assert kind == "labels" and lmeta["scale"] == (PIXEL, PIXEL)
     assert np.array_equal(np.asarray(data), labels)
+
+
+def test_target_labels_of_a_geotiff_carry_its_georeferencing(landsat_tif: Path) -> None:
+    """The widget's target labels over a GeoTIFF band keep ``metadata["geo"]``, so the writer
+    can save what was segmented in napari as a GeoTIFF."""
+    from napari.components import ViewerModel
+
+    from napari_seem._napari.layers import new_target_labels
+
+    ((data, meta, _),) = get_reader(str(landsat_tif))(str(landsat_tif))  # type: ignore[misc]
+    viewer = ViewerModel()
+    image = viewer.add_image(
+        data[0][..., 3],
+        scale=meta["scale"],
+        translate=meta["translate"],
+        metadata=meta["metadata"][3],
+    )
+    labels = new_target_labels(viewer, image, "target")
+    assert labels.data.shape == (443, 489)
+    assert labels.metadata["crs"] == f"EPSG:{EPSG}"
+    assert labels.metadata["geo"] == meta["metadata"][3]["geo"]
+    for pixel in [(0, 0), (100, 250), (442, 488)]:  # labels sit on the image, on the map
+        assert tuple(labels.data_to_world(pixel)) == pytest.approx(
+            tuple(image.data_to_world(pixel))
+        )

@@ -331,6 +331,7 @@ def new_target_labels(viewer: Any, image: Any, name: str, *, folder: Path | None
 
     Up to :data:`LARGE_LABELS_PIXELS` pixels it is an in-memory uint32 array; larger, a
     zarr array on disk (``folder``/``name``.zarr, opened r+) that commits paint in place.
+    The image's ``metadata["geo"]`` / ``["crs"]`` (a GeoTIFF's georeferencing) are copied.
     """
     import pandas as pd
 
@@ -360,8 +361,17 @@ def new_target_labels(viewer: Any, image: Any, name: str, *, folder: Path | None
         )
     else:
         data = np.zeros(shape, dtype=np.uint32)
+    # the image's georeferencing travels with its labels, so the writer can save them as a
+    # GeoTIFF / GeoPackage (see _napari/geo_layers.py)
+    source_meta = getattr(image, "metadata", None) or {}
+    metadata = {k: source_meta[k] for k in ("geo", "crs") if k in source_meta}
     return viewer.add_labels(
-        data, name=name, features=features, opacity=0.6, **_transform_kwargs(image)
+        data,
+        name=name,
+        features=features,
+        opacity=0.6,
+        metadata=metadata,
+        **_transform_kwargs(image),
     )
 
 
