@@ -3,10 +3,10 @@
 Per object prompt (:func:`answer_objects`):
 
 1. **View** (:mod:`napari_seem.predict.scale`, :mod:`napari_seem.predict.views`): the
-   object's size is estimated (its previous answer, else a scale-space blob estimate at the
-   first positive click); the current encoding answers when the object is of a size the
-   model handles there, else a crop around the prompts is encoded at a scale that makes the
-   object a size the model knows (:class:`ScaleSettings`).
+   object's size is estimated (a scale-space blob estimate at the first positive click, so
+   one object keeps one view over its rounds); the current encoding answers when the
+   object is of a size the model handles there, else a crop around the prompts is encoded
+   at a scale that makes the object a size the model knows (:class:`ScaleSettings`).
 2. **Decode** in that view, with the object's memory laid out on the view.
 3. **Check** the answer's own size; decode once more in a better view when it is far out of
    band or was cut by the window it was decoded in.
@@ -162,7 +162,7 @@ def _first_view(
     extent = _bbox(marks if prev is None else marks | prev)
     if pyramid is None or extent is None:
         return main
-    if prev is not None and prev.any():
+    if settings.scale_with.from_previous and prev is not None and prev.any():
         diameter = equivalent_diameter(prev)
     else:
         points = _positive_points(obj)
@@ -260,6 +260,33 @@ def _click_answers(
     return out
 
 
+def _negative_objects(
+    predictor: SeemPredictor, view: View, obj: ObjectPrompt, prob: npt.NDArray[np.float32]
+) -> npt.NDArray[np.bool_]:
+    """Where the objects under the negative clicks are (newest first, at most
+    :data:`MAX_CLICK_DECODES`): each negative click decoded as a positive one (with the
+    object's positive clicks as negatives), kept where that answer is more likely than the
+    object's own and connected to the click. ``(H_v, W_v)`` bool over the view."""
+    from scipy import ndimage
+
+    r0, c0, r1, c1 = view.box
+    positives = _positive_points(obj)
+    out = np.zeros(prob.shape, bool)
+    for n, (row, col) in enumerate(reversed(_negative_points(obj))):
+        if n >= MAX_CLICK_DECODES:
+            break
+        r, c = math.floor(row + 0.5), math.floor(col + 0.5)
+        if not (r0 <= r < r1 and c0 <= c < c1):
+            continue
+        other = ObjectPrompt((Points.clicks(positive=[(row, col)], negative=positives),))
+        theirs = decode_in_view(predictor, view, other, None, resize="bilinear").prob
+        region = (theirs >= 0.5) & (theirs > prob)
+        parts, _ = ndimage.label(region)
+        if parts[r - r0, c - c0]:
+            out |= parts == parts[r - r0, c - c0]
+    return out
+
+
 def _answer_one(
     predictor: SeemPredictor, obj: ObjectPrompt, item: object
 ) -> tuple[ObjectMask, torch.Tensor, float]:
@@ -270,7 +297,8 @@ def _answer_one(
     pos, neg = rasterize_objects([obj], image_hw, box_mode="center")
     pos, neg = pos[0], neg[0]
     view = _first_view(predictor, obj, pos | neg, prev)
-    dec = decode_in_view(predictor, view, obj, _memory(predictor, view, item, prev))
+    memory = _memory(predictor, view, item, prev)
+    dec = decode_in_view(predictor, view, obj, memory, resize=predictor.mask_resize)
     if settings.find_scale and predictor.image_rgb is not None:
         better = _second_view(predictor, view, dec, obj, pos)
         if better is not None:
@@ -282,10 +310,13 @@ def _answer_one(
         grey = predictor.grey_image()
         pos_px, neg_px = _refine_marks(obj, image_hw)
         # a click's blob counts where the model half agrees: small objects keep their border
+        negative = view.crop(neg_px) | (view.crop(neg) & (prob < 1 - STAMP_AGREE))
+        if negative.any():
+            negative |= _negative_objects(predictor, view, obj, prob)
         local = refine_answer(
             prob,
             view.crop(pos_px) | (view.crop(pos) & (prob >= STAMP_AGREE)),
-            view.crop(neg_px) | (view.crop(neg) & (prob < 1 - STAMP_AGREE)),
+            negative,
             grey=None if grey is None else view.crop(grey),
             settings=settings.refine_with,
         )

@@ -7,8 +7,9 @@ it no longer fits the 256-pixel window). An image encoded at one fixed scale the
 on small and on large objects. Here the scale is chosen per object:
 
 1. **Size prior.** Before decoding, the object's diameter is estimated in level-0 pixels:
-   from the object's previous answer when there is one, else from a scale-space blob
-   estimate at the first positive click (:func:`blob_diameter`: the scale of the strongest
+   a scale-space blob estimate at the first positive click, every round (so one object
+   keeps one view; :attr:`ScaleSettings.from_previous` sizes later rounds by the previous
+   answer instead) (:func:`blob_diameter`: the scale of the strongest
    scale-normalised Laplacian-of-Gaussian response at that point; a disc of radius ``r``
    answers most strongly at ``sigma = r / sqrt(2)``).
 2. **View.** If the estimate puts the object inside the model's comfortable band at the
@@ -66,16 +67,19 @@ class ScaleSettings:
             image's short side.
         max_upscale: a view enlarges the image at most this much (level 0 -> model).
         window: side of the view in model pixels (the trained crop).
+        from_previous: size later rounds by the previous answer (else every round by the
+            blob estimate at the first positive click, so one object keeps one view).
     """
 
     target_in: float = 48.0
     target_out: float = 140.0
-    low: float = 20.0
+    low: float = 32.0
     high: float = 260.0
     smallest: float = 4.0
     largest: float | None = None
     max_upscale: float = 12.0
     window: int = 256
+    from_previous: bool = False
 
 
 def equivalent_diameter(mask: BoolMask) -> float:
