@@ -331,7 +331,11 @@ def _sig(value: float) -> str:
 
 
 def _mib(n: float) -> str:
-    return f"{n / 2**20:,.0f} MiB"
+    return "n/a" if n != n else f"{n / 2**20:,.0f} MiB"  # NaN: not recorded
+
+
+def _s(seconds: float, digits: int = 0) -> str:
+    return "n/a" if seconds != seconds else f"{seconds:.{digits}f}"
 
 
 def _rows(size: Mapping[str, Any]) -> list[list[object]]:
@@ -345,8 +349,8 @@ def _rows(size: Mapping[str, Any]) -> list[list[object]]:
                 side,
                 f"seem-lite `segment`, {r['config']}",
                 *seem,
-                f"{r['wall_s']:.0f}",
-                f"{r['cpu_s']:.0f}",
+                _s(r["wall_s"]),
+                _s(r["cpu_s"]),
                 _sig(r["megapixels_per_s"]),
                 f"{q['f1']:.3f}",
                 f"{q['precision']:.2f} / {q['recall']:.2f}",
@@ -362,8 +366,8 @@ def _rows(size: Mapping[str, Any]) -> list[list[object]]:
                 side,
                 "seem-lite, encoding alone (floor)",
                 *seem,
-                f"{f['encode_s']:.0f}",
-                f"{f['cpu_s']:.0f}",
+                _s(f["encode_s"]),
+                _s(f["cpu_s"]),
                 _sig(f["megapixels_per_s"]),
                 "n/a",
                 "n/a",
@@ -381,8 +385,8 @@ def _rows(size: Mapping[str, Any]) -> list[list[object]]:
                 "Otsu + distance watershed",
                 "none (classical)",
                 "1x",
-                f"{w['wall_s']:.1f}",
-                f"{w['cpu_s']:.1f}",
+                _s(w["wall_s"], 1),
+                _s(w["cpu_s"], 1),
                 _sig(w["megapixels_per_s"]),
                 f"{q['f1']:.3f}",
                 f"{q['precision']:.2f} / {q['recall']:.2f}",
@@ -425,6 +429,8 @@ def render_section(result: Mapping[str, Any]) -> list[str]:
     ]
     if result.get("note"):
         lines.append(f"- Note: {result['note']}")
+    if result.get("transcribed"):
+        lines.append(f"- Recorded from: {result['transcribed']}.")
     lines.append("")
     table: list[list[object]] = []
     for size in result["sizes"]:
@@ -437,11 +443,13 @@ def render_section(result: Mapping[str, Any]) -> list[str]:
                 "weights",
                 "scale",
                 "wall (s)",
+                "CPU (s)",
                 "MP/s",
                 "F1@0.5",
                 "P / R",
                 "objects",
                 "peak RSS",
+                "load",
             ],
             table,
         ),
@@ -480,6 +488,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="RESULTS.md to re-render (default benchmarks/RESULTS.md)",
     )
+    parser.add_argument(
+        "--attach-profile",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="with --render: show this profile_tile JSON (a separate run) as the profile",
+    )
     report.add_out_render_arguments(parser, "everything", RESULTS_DIR)
 
 
@@ -487,7 +502,14 @@ def main(args: argparse.Namespace) -> int:
     from benchmarks import all as all_benchmarks
 
     if args.render is not None:
-        result, _ = report.rerender(args.render, args.out, "everything", render_markdown)
+        import json
+
+        result = dict(json.loads(args.render.read_text(encoding="utf-8")))
+        if args.note:
+            result["note"] = args.note
+        if args.attach_profile is not None:  # a profile measured by a separate run
+            result["sizes"][0]["profile"] = json.loads(args.attach_profile.read_text("utf-8"))
+        report.write_report(args.out, "everything", result, render_markdown(result))
     else:
         result = run(
             args.sizes,
