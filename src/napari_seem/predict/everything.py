@@ -103,6 +103,8 @@ class PointsSettings:
     # prompt slots of one decoder pass: windows that cannot see each other's objects are
     # decoded together (batch axis), padded to the one with most points
     batch_prompts: int = 256
+    # and at most this many windows per pass (each brings its crop of the features: memory)
+    batch_windows: int = 16
     # ask only points near the smaller cluster of the pixel features (predict.foreground),
     # within this many stride-4 cells; None asks every grid point
     background_margin: int | None = 1
@@ -199,7 +201,8 @@ def _batches(
     jobs: list[tuple[Window, list[tuple[int, int]]]], settings: PointsSettings
 ) -> list[list[tuple[Window, list[tuple[int, int]]]]]:
     """Jobs (window, points) cut into decoder passes of at most ``max_prompts`` points per
-    window and ``batch_prompts`` prompt slots per pass (windows padded to the largest)."""
+    window, ``batch_windows`` windows and ``batch_prompts`` prompt slots per pass (windows
+    padded to the largest)."""
     pieces = [
         (window, points[i : i + settings.max_prompts])
         for window, points in jobs
@@ -208,7 +211,8 @@ def _batches(
     pieces.sort(key=lambda job: -len(job[1]))  # similar counts together: little padding
     out: list[list[tuple[Window, list[tuple[int, int]]]]] = []
     for job in pieces:
-        if out and len(out[-1][0][1]) * (len(out[-1]) + 1) <= settings.batch_prompts:
+        fits = out and len(out[-1]) < settings.batch_windows
+        if fits and len(out[-1][0][1]) * (len(out[-1]) + 1) <= settings.batch_prompts:
             out[-1].append(job)
         else:
             out.append([job])
