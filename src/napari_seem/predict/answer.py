@@ -263,8 +263,8 @@ def _click_answers(
 def _negative_objects(
     predictor: SeemPredictor, view: View, obj: ObjectPrompt, prob: npt.NDArray[np.float32]
 ) -> npt.NDArray[np.bool_]:
-    """Where the objects under the negative clicks are (newest first, at most
-    :data:`MAX_CLICK_DECODES`): each negative click decoded as a positive one (with the
+    """Where the objects under the negative clicks outside the answer are (newest first,
+    at most :data:`MAX_CLICK_DECODES`): each such click decoded as a positive one (with the
     object's positive clicks as negatives), kept where that answer is more likely than the
     object's own and connected to the click. ``(H_v, W_v)`` bool over the view."""
     from scipy import ndimage
@@ -276,8 +276,8 @@ def _negative_objects(
         if n >= MAX_CLICK_DECODES:
             break
         r, c = math.floor(row + 0.5), math.floor(col + 0.5)
-        if not (r0 <= r < r1 and c0 <= c < c1):
-            continue
+        if not (r0 <= r < r1 and c0 <= c < c1) or prob[r - r0, c - c0] >= 0.5:
+            continue  # a click inside the answer splits it (the watershed) on its own
         other = ObjectPrompt((Points.clicks(positive=[(row, col)], negative=positives),))
         theirs = decode_in_view(predictor, view, other, None, resize="bilinear").prob
         region = (theirs >= 0.5) & (theirs > prob)
