@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from napari_seem.core.geo_nodata import drop_nodata
 from napari_seem.core.prompts import (
     Box,
     MaskPrompt,
@@ -154,8 +155,11 @@ def predict_object(
     )
     if object_id is not None:
         session.history[object_id] = on_level
+    (answer,) = drop_nodata(
+        [session.frame.object_to_level0(on_level, prompt)], session.source, session.plane
+    )
     return Prediction(
-        session.frame.object_to_level0(on_level, prompt),
+        answer,
         bool(grown.truncated),
         int(max_tiles),
         len(grown.tiles),
@@ -382,9 +386,10 @@ def _answer(
     prompt: TextPrompt | ReferringExample,
     source: str,
 ) -> ObjectMask:
-    """A merged instance (working-level crop at ``offset``) as a level-0 answer."""
+    """A merged instance (working-level crop at ``offset``) as a level-0 answer, nodata
+    pixels of the session's image cleared."""
     mask0, offset0 = session.frame.crop_to_level0(mask, offset)
-    return ObjectMask(
+    answer = ObjectMask(
         mask0,
         offset0,
         score=score,
@@ -393,6 +398,8 @@ def _answer(
         prompt=prompt,
         source=source,
     )
+    (valid,) = drop_nodata([answer], session.source, session.plane)  # nodata is never an object
+    return valid
 
 
 def _check_fits(prompt: ObjectPrompt, shape: tuple[int, int]) -> None:
