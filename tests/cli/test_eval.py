@@ -123,3 +123,20 @@ def test_an_ambiguous_image_needs_axes(tmp_path: Path, capsys: pytest.CaptureFix
     out = tmp_path / "out"
     assert main(["eval", *args, "--axes", "cyx", "--no-seem", "--out", str(out)]) == 0
     assert json.loads((out / "eval.json").read_text())
+
+
+def test_refine_and_find_scale_switch_the_predictor_and_name_it() -> None:
+    """``napari-seem eval --refine off --find-scale on`` evaluates exactly that predictor
+    (an ablation from the user's command) and says so in the report's model name."""
+    from napari_seem.cli.eval import build_predictor
+
+    predictor, label = build_predictor(
+        "seem-tiny-focal", allow_random=True, refine="off", find_scale="on"
+    )
+    assert (predictor.interactive.refine, predictor.interactive.find_scale) == (False, True)
+    assert label.endswith("RANDOM, refine off, find-scale on")
+    predictor, label = build_predictor("seem-tiny-focal", allow_random=True)
+    assert (predictor.interactive.refine, predictor.interactive.find_scale) == (False, False)
+    assert "refine" not in label  # auto: the official variants' plain path
+    with pytest.raises(ValueError, match="--refine takes auto, on or off"):
+        build_predictor("seem-tiny-focal", allow_random=True, refine="yes")

@@ -48,8 +48,14 @@ def build_predictor(
     checkpoint: str | None = None,
     device: str = "auto",
     allow_random: bool = False,
+    refine: str = "auto",
+    find_scale: str = "auto",
 ) -> tuple[SeemPredictor, str]:
     """The predictor to evaluate and how the report names it (variant + weights).
+
+    ``refine`` / ``find_scale``: ``"auto"`` (on for seem-lite, off for the official
+    variants), ``"on"`` or ``"off"`` (see :class:`~napari_seem.predict.predictor.SeemPredictor`);
+    a setting other than ``"auto"`` is named in the label.
 
     Raises:
         WeightsUnavailable: no trained weights and ``allow_random`` is False.
@@ -92,7 +98,18 @@ def build_predictor(
     label = f"{variant}, " + (
         f"weights {Path(weights).name}" if weights else "shipped weights" if shipped else "RANDOM"
     )
-    return SeemPredictor(model), label
+    switches = {"auto": "auto", "on": True, "off": False}
+    for name, value in (("refine", refine), ("find-scale", find_scale)):
+        if value not in switches:
+            raise ValueError(f"--{name} takes auto, on or off; got {value!r}")
+        if value != "auto":
+            label += f", {name} {value}"
+    predictor = SeemPredictor(
+        model,
+        refine=switches[refine],  # type: ignore[arg-type]
+        find_scale=switches[find_scale],  # type: ignore[arg-type]
+    )
+    return predictor, label
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -138,6 +155,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="run a model without trained weights (pipeline check; the numbers mean nothing)",
     )
+    for flag, what in (
+        ("--refine", "click refinement (positive clicks inside, negative outside)"),
+        ("--find-scale", "per-object scale selection (zoom views)"),
+    ):
+        model.add_argument(
+            flag,
+            choices=("auto", "on", "off"),
+            default="auto",
+            help=f"{what}: auto (default: on for seem-lite, off for official variants), on, off",
+        )
     model.add_argument("--no-seem", action="store_true", help="run only the baselines")
     model.add_argument("--no-baselines", action="store_true", help="run only SEEM")
     run = p.add_argument_group("protocol")
@@ -236,6 +263,8 @@ def run_eval(args: argparse.Namespace) -> int:
                 checkpoint=args.checkpoint,
                 device=device,
                 allow_random=args.allow_random_weights,
+                refine=args.refine,
+                find_scale=args.find_scale,
             )
         except WeightsUnavailable as exc:
             raise CliError(str(exc)) from exc
