@@ -41,30 +41,13 @@ def test_sample_data_command_returns_layers() -> None:
     assert image_meta["name"] == "synthetic nuclei"
 
 
-def test_wheel_ships_the_manifest(tmp_path: Path) -> None:
+def test_wheel_ships_the_manifest(built_wheel: Path, tmp_path: Path) -> None:
     """The napari.manifest entry point resolves from a built wheel, not only the source tree."""
     import zipfile
 
     from npe2 import PluginManifest
 
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "-q",
-            "--no-deps",
-            "--no-build-isolation",
-            "-w",
-            str(tmp_path),
-            str(ROOT),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stderr
-    (wheel,) = tmp_path.glob("napari_seem-*.whl")
+    wheel = built_wheel
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
         entry_points = next(n for n in names if n.endswith("entry_points.txt"))
