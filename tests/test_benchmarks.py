@@ -213,7 +213,7 @@ def test_all_quick_runs_every_section_and_writes_results(tmp_path: Path) -> None
     assert text.startswith("# napari-seem benchmark results") and "--quick" in text
     for heading in ("Model speed", "Whole-image", "GUI responsiveness", "GPU", "Quality"):
         assert f"## {heading}" in text
-    assert "| sam-vit-b | 64 |" in text and "n/a (no text prompt" in text
+    assert "| sam-vit-b | random | 64 |" in text and "n/a (no text prompt" in text
     if not torch.cuda.is_available():
         assert "no CUDA on this machine" in text
     assert "| watershed |" in text

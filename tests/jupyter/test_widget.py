@@ -277,3 +277,25 @@ def test_everything_commits_objects_merged_across_tile_seams() -> None:
         assert int((labels > 0).sum()) == 32 * 32
         assert [row["class_name"] for row in widget.class_table] == ["blob"]
         widget.close()
+
+
+def test_preview_of_crops_larger_than_their_objects(widget: SeemWidget) -> None:
+    """A crop whose object does not fill it (e.g. nodata cleared from a grounding answer on a
+    GeoTIFF) previews without error: the preview covers the crops, the object where it is."""
+    from napari_seem.core.results import ObjectMask, SegmentationResult
+
+    mask = np.zeros((50, 60), bool)
+    mask[5:9, 7:12] = True  # tight bbox 4 x 5, crop 50 x 60
+    other = np.ones((3, 3), bool)
+    result = SegmentationResult(
+        SHAPE, (ObjectMask(mask, (10, 20), score=0.9), ObjectMask(other, (100, 200), score=0.5))
+    )
+    widget._set_preview(result)
+    assert widget.preview_box == [10.0, 20.0, 103.0, 203.0]
+    mh, mw = widget.preview_shape
+    assert (mh, mw) == (93, 183)  # small enough: not subsampled
+    shown = np.frombuffer(widget.preview_mask, np.uint8).reshape(mh, mw).astype(bool)
+    expected = np.zeros((93, 183), bool)
+    expected[5:9, 7:12] = True
+    expected[90:93, 180:183] = True
+    assert np.array_equal(shown, expected)

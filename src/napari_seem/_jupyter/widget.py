@@ -525,7 +525,14 @@ class SeemWidget(anywidget.AnyWidget):
                 self.preview_label = ""
             return
         objects = [o for o in result.objects if not o.is_empty]
-        boxes = np.array([o.bbox for o in objects])
+        # the crops' extents (a crop may be larger than its object's tight bbox, e.g. after
+        # nodata pixels were cleared from it)
+        boxes = np.array(
+            [
+                (*o.offset, o.offset[0] + o.mask.shape[0], o.offset[1] + o.mask.shape[1])
+                for o in objects
+            ]
+        )
         r0, c0 = boxes[:, 0].min(), boxes[:, 1].min()
         r1, c1 = boxes[:, 2].max(), boxes[:, 3].max()
         union = np.zeros((r1 - r0, c1 - c0), bool)
