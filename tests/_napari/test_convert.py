@@ -167,6 +167,18 @@ def test_preview_crop_is_the_union_box_only() -> None:
     assert crop[0, 1] == 1 and crop[4, 0] == 2
 
 
+def test_preview_crop_of_crops_larger_than_their_objects() -> None:
+    """A crop whose object does not fill it (nodata cleared from it) previews its object."""
+    mask = np.zeros((50, 60), bool)
+    mask[5:9, 7:12] = True
+    a = ObjectMask(mask, (10, 20), score=1.0)  # object at rows 15..18, cols 27..31
+    b = ObjectMask(np.ones((2, 2), bool), (30, 40), score=1.0)
+    crop, origin = preview_crop([a, b])
+    assert origin == (15, 27) and crop.shape == (17, 15)
+    assert (crop == 1).sum() == 20 and crop[0, 0] == 1 and crop[3, 4] == 1
+    assert (crop == 2).sum() == 4 and crop[15, 13] == 2
+
+
 def test_world_box_to_image() -> None:
     image = Image(np.zeros((100, 200)), scale=(2.0, 2.0))
     corners = np.array([[-10.0, 50.0], [60.0, 500.0]])

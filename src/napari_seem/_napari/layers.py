@@ -279,9 +279,13 @@ def preview_crop(
     for i, obj in enumerate(objects):
         if obj.is_empty:
             continue
-        (row, col), (h, w) = obj.offset, obj.mask.shape
-        window = crop[row - r0 : row - r0 + h, col - c0 : col - c0 + w]
-        window[obj.mask] = min(i + 1, 255)
+        # the object's tight part: a crop may be larger than its object (e.g. nodata pixels
+        # cleared from it), and only the bounding boxes make the union
+        top, left, bottom, right = obj.bbox  # type: ignore[misc]
+        (row, col) = obj.offset
+        part = obj.mask[top - row : bottom - row, left - col : right - col]
+        window = crop[top - r0 : bottom - r0, left - c0 : right - c0]
+        window[part] = min(i + 1, 255)
     return crop, (r0, c0)
 
 
