@@ -29,7 +29,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -370,18 +370,29 @@ class Trainer:
         rng = np.random.default_rng([cfg.seed, self.step])
         picks = rng.integers(len(self.crops), size=cfg.batch_size)
         batch = [self.crops[int(i)] for i in picks]
-        self.model.train()
+        return self._optimise(batch, rng, self._loss_one)
+
+    def _optimise(
+        self,
+        batch: list[CachedCrop],
+        rng: np.random.Generator,
+        loss_one: Callable[[ImageFeatures, CachedCrop, np.random.Generator], torch.Tensor],
+    ) -> float:
+        """One optimizer step on ``batch`` with the per-crop ``loss_one`` (mean over the
+        batch; an empty batch only advances the step); returns the loss."""
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr(self.step)
-        features = self.features(batch)
+        self.model.train()
         loss = torch.zeros((), device=self.device)
-        for b, crop in enumerate(batch):
-            loss = loss + self._loss_one(features.select(b), crop, rng)
-        loss = loss / len(batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(list(self.params.values()), cfg.grad_clip)
-        self.optimizer.step()
+        if batch:
+            features = self.features(batch)
+            for b, crop in enumerate(batch):
+                loss = loss + loss_one(features.select(b), crop, rng)
+            loss = loss / len(batch)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(list(self.params.values()), self.config.grad_clip)
+            self.optimizer.step()
         self.model.eval()
         self.step += 1
         value = float(loss.detach())

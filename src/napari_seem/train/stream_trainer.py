@@ -134,24 +134,7 @@ class StreamTrainer(Trainer):
         drawn = self.stream_crops(self.step)
         self.last_sources = [c.source for c in drawn]
         batch = [c for c in (self.encode(d) for d in drawn) if c is not None]
-        for group in self.optimizer.param_groups:
-            group["lr"] = self._lr(self.step)
-        self.model.train()
-        loss = torch.zeros((), device=self.device)
-        if batch:
-            features = self.features(batch)
-            for b, crop in enumerate(batch):
-                loss = loss + self.crop_loss(features.select(b), crop, rng)
-            loss = loss / len(batch)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(list(self.params.values()), cfg.grad_clip)
-            self.optimizer.step()
-        self.model.eval()
-        self.step += 1
-        value = float(loss.detach())
-        self.history.append(value)
-        return value
+        return self._optimise(batch, rng, self.crop_loss)
 
     # ------------------------------------------------------------------ the loss
 
