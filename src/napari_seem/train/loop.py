@@ -53,7 +53,7 @@ from napari_seem.train.console import ConsoleProgress
 from napari_seem.train.criterion import Criterion
 from napari_seem.train.data import LabelledImage, TrainingDataError
 from napari_seem.train.losses import soft_targets
-from napari_seem.train.rounds import crop_prompts, earlier_round
+from napari_seem.train.rounds import earlier_round, prompted_objects
 from napari_seem.train.text_cache import TextCache
 
 __all__ = [
@@ -301,12 +301,11 @@ class Trainer:
             tasks.append("grounding")
         chosen_targets = None
         if "spatial" in cfg.tasks:
-            n = int(rng.integers(1, min(cfg.max_prompts, len(ids)) + 1))
-            chosen = [ids[int(j)] for j in rng.choice(len(ids), n, replace=False)]
-            pos, neg = crop_prompts(
+            chosen, pos, neg = prompted_objects(
                 seg,
-                chosen,
+                ids,
                 rng,
+                max_prompts=cfg.max_prompts,
                 kinds=cfg.prompt_kinds,
                 neighbour_negative=cfg.neighbour_negative,
             )

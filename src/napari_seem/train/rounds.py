@@ -18,7 +18,7 @@ from napari_seem.train.prompts_sim import (
     stamp_click,
 )
 
-__all__ = ["crop_prompts", "earlier_round", "neighbour_click"]
+__all__ = ["crop_prompts", "earlier_round", "neighbour_click", "prompted_objects"]
 
 
 def crop_prompts(
@@ -47,6 +47,27 @@ def crop_prompts(
         if neighbour_negative and rng.random() < neighbour_negative:
             neighbour_click(seg, target, neg[p], rng)
     return pos, neg
+
+
+def prompted_objects(
+    seg: np.ndarray,
+    ids: list[int],
+    rng: np.random.Generator,
+    *,
+    max_prompts: int,
+    kinds: Sequence[PromptKind],
+    neighbour_negative: float = 0.0,
+) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """The interactive task of one crop: 1..``max_prompts`` of the segment ``ids`` of ``seg``
+    drawn at random, and their first-round prompts (:func:`crop_prompts`).
+
+    Returns:
+        ``(chosen, pos, neg)``: the chosen ids and their ``(P, S, S)`` bool prompt masks.
+    """
+    n = int(rng.integers(1, min(max_prompts, len(ids)) + 1))
+    chosen = [ids[int(j)] for j in rng.choice(len(ids), n, replace=False)]
+    pos, neg = crop_prompts(seg, chosen, rng, kinds=kinds, neighbour_negative=neighbour_negative)
+    return chosen, pos, neg
 
 
 def neighbour_click(

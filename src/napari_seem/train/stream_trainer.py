@@ -38,7 +38,7 @@ from napari_seem.train.data import labelled_image
 from napari_seem.train.loop import Trainer
 from napari_seem.train.losses import soft_targets
 from napari_seem.train.own_errors import own_error_clicks
-from napari_seem.train.rounds import crop_prompts
+from napari_seem.train.rounds import prompted_objects
 from napari_seem.train.stream import CropStream, StreamCrop
 from napari_seem.train.text_cache import TextCache
 
@@ -175,12 +175,11 @@ class StreamTrainer(Trainer):
             ground = (target, sentence, absent)
         chosen: list[int] = []
         if "spatial" in cfg.tasks:
-            n = int(rng.integers(1, min(cfg.max_prompts, len(ids)) + 1))
-            chosen = [ids[int(j)] for j in rng.choice(len(ids), n, replace=False)]
-            pos, neg = crop_prompts(
+            chosen, pos, neg = prompted_objects(
                 seg,
-                chosen,
+                ids,
                 rng,
+                max_prompts=cfg.max_prompts,
                 kinds=cfg.prompt_kinds,
                 neighbour_negative=cfg.neighbour_negative,
             )
