@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -261,6 +262,25 @@ def test_segment_everything_through_a_seem_client(tmp_path: Path) -> None:
                 if done >= 1:
                     cancel.set()
 
+            # The threshold answers are fast enough for a job to finish before the client
+            # sees its first tile, so every tile after the first waits until the server has
+            # been asked to cancel (or 30 s pass): the cancel always lands mid-job.
+            asked = threading.Event()
+            first_call = len(predictor.everything_calls)
+            answer = predictor.segment_everything
+            ask = engine.cancel_job
+
+            def gated(vocabulary: Any, **kwargs: Any) -> Any:
+                if len(predictor.everything_calls) > first_call:
+                    asked.wait(30)
+                return answer(vocabulary, **kwargs)
+
+            def cancel_and_release(job_id: str) -> None:
+                ask(job_id)
+                asked.set()
+
+            predictor.segment_everything = gated  # type: ignore[method-assign]
+            engine.cancel_job = cancel_and_release  # type: ignore[method-assign]
             with pytest.raises(Cancelled, match="cancelled after"):
                 napari_seem.segment_everything(
                     _seam_scene(),
@@ -269,6 +289,9 @@ def test_segment_everything_through_a_seem_client(tmp_path: Path) -> None:
                     progress=stop_early,
                     cancel=cancel,
                 )
+            assert len(predictor.everything_calls) - first_call < 12
+            predictor.segment_everything = answer  # type: ignore[method-assign]
+            engine.cancel_job = ask  # type: ignore[method-assign]
             with pytest.raises(PromptError, match="mode must be"):
                 get_backend(client).everything(
                     get_backend(client).open(_seam_scene()),
