@@ -193,7 +193,8 @@ def test_a_missing_gpu_is_a_one_line_error(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_ctrl_c_says_run_the_same_command_again(tmp_path: Path) -> None:
-    image = lazy_zarr(tmp_path / "img.zarr", (900, 800), chunk=300, seed=2)
+    # big enough (144 tiles) that an idle machine cannot finish the run before the SIGINT lands
+    image = lazy_zarr(tmp_path / "img.zarr", (3000, 3000), chunk=500, seed=2)
     out = tmp_path / "o.zarr"
     args = [str(image), "--out", str(out), "--text", "a round cell", "--tile", "256"]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
