@@ -41,8 +41,9 @@ def test_everything_with_vocabulary_cancel_midway_never_freezes(
 ) -> None:
     viewer, widget = seem
     viewer.window._qt_window.resize(1500, 950)
-    # 640 x 640 with the module's tile 256 / halo 32 (core 192): 16 tiles of the job
-    scene = synthetic_nuclei((640, 640), n_objects=40, seed=3)
+    # 1280 x 1280 with the module's tile 256 / halo 32 (core 192): 49 tiles of the job, so
+    # that a fast machine is still mid-job when the cancel comes
+    scene = synthetic_nuclei((1280, 1280), n_objects=160, seed=3)
     image = viewer.add_image(scene.image, name="nuclei", colormap="gray")
     widget.image.value = image
     widget.vocabulary.value = "nucleus, background"
@@ -54,7 +55,7 @@ def test_everything_with_vocabulary_cancel_midway_never_freezes(
     # hundred ms that cannot be split): nothing but painting in pieces is left for later
     assert "SEEM labels" in viewer.layers
     qtbot.waitUntil(lambda: widget._progress is not None and widget._progress.n >= 3, timeout=60000)
-    assert widget._progress.total == 16  # the engine's segment job counts tiles
+    assert widget._progress.total == 49  # the engine's segment job counts tiles
     gap = meter.stop()
     assert gap < 0.5, f"the GUI event loop stalled for {gap:.2f} s while the job ran"
     assert len(meter.stamps) > 20
