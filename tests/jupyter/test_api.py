@@ -235,7 +235,9 @@ def test_segment_everything_merges_objects_across_tile_seams() -> None:
         assert predictor.everything_calls[-1]["overlap_threshold"] == 0.3
 
 
-def test_segment_everything_through_a_seem_client(tmp_path: Path) -> None:
+def test_segment_everything_through_a_seem_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from napari_seem.engine import Engine
     from napari_seem.model.build import build_seem
     from napari_seem.remote.client import SeemClient
@@ -279,8 +281,8 @@ def test_segment_everything_through_a_seem_client(tmp_path: Path) -> None:
                 ask(job_id)
                 asked.set()
 
-            predictor.segment_everything = gated  # type: ignore[method-assign]
-            engine.cancel_job = cancel_and_release  # type: ignore[method-assign]
+            monkeypatch.setattr(predictor, "segment_everything", gated)
+            monkeypatch.setattr(engine, "cancel_job", cancel_and_release)
             with pytest.raises(Cancelled, match="cancelled after"):
                 napari_seem.segment_everything(
                     _seam_scene(),
@@ -290,8 +292,7 @@ def test_segment_everything_through_a_seem_client(tmp_path: Path) -> None:
                     cancel=cancel,
                 )
             assert len(predictor.everything_calls) - first_call < 12
-            predictor.segment_everything = answer  # type: ignore[method-assign]
-            engine.cancel_job = ask  # type: ignore[method-assign]
+            monkeypatch.undo()
             with pytest.raises(PromptError, match="mode must be"):
                 get_backend(client).everything(
                     get_backend(client).open(_seam_scene()),
